@@ -1,0 +1,1 @@
+"""Export: TFLite conversion (float, int8 post-training, quantization-aware) and interpreter evaluation."""

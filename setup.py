@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="layernas_tf",
+    version="0.1.0",
+    description="LayerNAS for Keras: search MobileNetV2/V3 spaces under MAdds, params or latency targets, ship int8 TFLite.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["layernas_tf", "layernas_tf.*", "searchspaces", "searchspaces.*", "train", "train.*", "export", "export.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tf-keras>=2.21,<2.22",
+        "tensorflow-model-optimization>=0.8,<0.9",
+        "tensorflow-datasets>=4.9,<5",
+        "ai-edge-litert>=2.0,<3",
+        "absl-py>=1.4,<3",
+        "numpy>=1.26,<3",
+        "matplotlib>=3.8,<4",
+        "scikit-learn>=1.4,<2",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+        "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "layernas-profile=layernas_tf.profile:run",
+        ]
+    },
+)

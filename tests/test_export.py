@@ -1,0 +1,113 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import searchspaces
+from conftest import REPO
+from export import tflite
+from layernas_tf.latency import measure_latency, predict
+from searchspaces import get_space
+from searchspaces.builder import build
+
+
+def _smallest(space):
+    """The candidate with option 0 everywhere (narrowest, smallest kernel)."""
+    return (0,) * space.num_layers
+
+
+@pytest.mark.parametrize("name", searchspaces.SPACE_NAMES)
+def test_float_and_int8_tflite_agree_with_keras(name):
+    space = get_space(name)
+    size = 32
+    model = build(space, _smallest(space), (size, size, 3), 10)
+    images = np.random.default_rng(0).uniform(-1, 1, (16, size, size, 3)).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    float_scores = predict(tflite.convert(model, "float"), images)
+    np.testing.assert_allclose(float_scores, expected, atol=1e-4)
+    int8_model = tflite.convert(model, "int8", images)
+    int8_scores = predict(int8_model, images)
+    assert int8_scores.shape == (16, 10)
+    # Softmax outputs quantized to int8 steps of 1/256: close to the float scores.
+    assert np.abs(int8_scores - expected).max() < 0.1
+
+
+def test_int8_conversion_without_calibration_is_refused():
+    model = build(get_space("cifar_mobilenet_v2"), "default")
+    with pytest.raises(ValueError, match="needs calibration_images"):
+        tflite.convert(model, "int8")
+
+
+def test_unknown_quantization_is_refused():
+    model = build(get_space("cifar_mobilenet_v2"), "default")
+    with pytest.raises(ValueError, match="unknown quantization 'int4'; allowed: float, int8"):
+        tflite.convert(model, "int4")
+
+
+def test_latency_measurement_reports_runs_and_order():
+    model = build(get_space("cifar_mobilenet_v2"), "default")
+    stats = measure_latency(tflite.convert(model, "float"), num_threads=1, warmup=2, runs=7)
+    assert stats.runs == 7 and stats.num_threads == 1
+    assert 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms
+
+
+def test_qat_wraps_a_v3_candidate_and_converts_to_int8():
+    import tf_keras
+
+    from export.qat import quantize_model
+
+    space = get_space("mobilenet_v3_small")
+    model = build(space, space.default, (32, 32, 3), 10, keras_module=tf_keras)
+    qat = quantize_model(model)
+    names = {type(layer).__name__ for layer in qat.layers}
+    assert "QuantizeWrapperV2" in names and "QuantizeLayer" in names
+    images = np.random.default_rng(1).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    qat.fit(images, np.arange(8) % 10, epochs=1, verbose=0)
+    scores = predict(tflite.convert(qat, "int8", images), images)
+    assert scores.shape == (8, 10)
+
+
+def test_qat_refuses_a_keras3_model():
+    from export.qat import quantize_model
+
+    with pytest.raises(TypeError, match="needs a tf-keras model"):
+        quantize_model(build(get_space("cifar_mobilenet_v2"), "default"))
+
+
+def _profile(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "layernas_tf.profile", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_profile_cli_prints_costs_and_latency_as_json():
+    result = _profile("--search_space=cifar_mobilenet_v2", "--arch=default", "--latency", "--quantize=int8", "--runs=5", "--warmup=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["search_space"] == "cifar_mobilenet_v2"
+    assert report["encoding"] == "2-5-5-5-5-5-5"
+    assert (report["madds"], report["params"]) == (9_220_608, 134_538)
+    assert set(report["latency_ms"]) == {"float", "int8"} and all(v > 0 for v in report["latency_ms"].values())
+
+
+def test_profile_cli_random_reports_throughput():
+    result = _profile("--search_space=mobilenet_v3_large", "--random=500", "--seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["candidates"] == 500 and report["candidates_per_second"] > 0
+    assert report["madds_min"] <= 216_589_760 <= report["madds_max"]
+
+
+def test_profile_cli_refuses_a_bad_encoding():
+    result = _profile("--search_space=mobilenet_v3_small", "--arch=1-2-3")
+    assert result.returncode != 0
+    assert "--arch: encoding for search space 'mobilenet_v3_small' must have 11 layers, got 3" in result.stderr
+
+
+def test_profile_cli_refuses_an_unknown_space():
+    result = _profile("--search_space=resnet50")
+    assert result.returncode != 0
+    assert "search_space" in result.stderr and "mobilenet_v3_large" in result.stderr

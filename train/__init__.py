@@ -1,0 +1,1 @@
+"""Training: data pipelines (tf.data) and proxy / final training of candidates."""
