@@ -1,0 +1,162 @@
+"""Benchmark searchers on a tabular NAS benchmark under noisy queries.
+
+    python -m layernas_tf.benchmark --table=../shared/benchmarks/nas-bench-macro_cifar10.json \
+        --algorithms=layernas,random,evolution,ppo,random_unaware,evolution_unaware,ppo_unaware,optuna_tpe,pyglove_evolution \
+        --runs=100 --flops_fraction=0.5 --budgets=25,50,100,200,400 --out=DIR
+
+Writes DIR/results.json, DIR/results.md (a markdown table) and DIR/regret.png (mean regret against
+queries with the 25-75% band). Runs are spread over `--workers` processes. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import pathlib
+import time
+from typing import Dict, List
+
+from absl import app, flags, logging
+
+from layernas_tf.search import ALGORITHMS, make_searcher
+from layernas_tf.search.harness import RunResult, run_searcher, summarize
+from layernas_tf.search.problem import InfeasibleTargetError
+from layernas_tf.search.tables import TableError, describe, load_table
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("table", None, "Path to a benchmark table (NAS-Bench-Macro or Channel-Bench-Macro JSON format).")
+flags.DEFINE_list("algorithms", list(ALGORITHMS), f"Algorithms to run; allowed: {', '.join(ALGORITHMS)}.")
+flags.DEFINE_integer("runs", 100, "Runs per algorithm and budget (seeds 0..runs-1).", lower_bound=1)
+flags.DEFINE_float("flops_fraction", 0.5, "Cost target: FLOPs at most this fraction of the largest model's.")
+flags.DEFINE_list("budgets", ["25", "50", "100", "200", "400"], "Query budgets.")
+flags.DEFINE_string("out", "runs/benchmark", "Output folder.")
+flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes.", lower_bound=1)
+flags.mark_flag_as_required("table")
+
+
+@flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
+def _check_algorithms(values):
+    return bool(values) and all(v in ALGORITHMS for v in values)
+
+
+@flags.validator("budgets", message="--budgets: comma-separated positive integers, e.g. 25,50,100")
+def _check_budgets(values):
+    return bool(values) and all(v.isdigit() and int(v) > 0 for v in values)
+
+
+@flags.validator("flops_fraction", message="--flops_fraction must be in (0, 1]")
+def _check_fraction(value):
+    return 0 < value <= 1
+
+
+def _run_job(job, table_path: str, flops_fraction: float, budgets: List[int]) -> List[RunResult]:
+    algorithm, seed = job
+    table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
+    problem = table.problem(flops_fraction)
+    factory = functools.partial(_make, algorithm)
+    start = time.perf_counter()
+    results = run_searcher(factory, algorithm, table, problem, budgets, seed)
+    for r in results:
+        r.seconds = time.perf_counter() - start
+    return results
+
+
+_TABLES: Dict[str, object] = {}
+
+
+def _make(algorithm, problem, budget, seed):
+    return make_searcher(algorithm, problem, budget, seed)
+
+
+def markdown_table(summary: dict, budgets: List[int]) -> str:
+    lines = ["| algorithm | " + " | ".join(f"{b} queries" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for algorithm, by_budget in summary.items():
+        best_cells = []
+        for b in budgets:
+            s = by_budget[b]
+            best_cells.append(f"{s['mean_regret']:.3f} [{s['q25']:.2f}, {s['q75']:.2f}] ({s['mean_queries']:.0f})")
+        lines.append(f"| {algorithm} | " + " | ".join(best_cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, title: str, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for algorithm, by_budget in summary.items():
+        budgets = sorted(by_budget)
+        x = [by_budget[b]["mean_queries"] for b in budgets]
+        y = [by_budget[b]["mean_regret"] for b in budgets]
+        style = dict(linewidth=2.5, zorder=5) if algorithm == "layernas" else dict(linewidth=1.2)
+        line, = ax.plot(x, y, marker="o", markersize=3, label=algorithm, **style)
+        ax.fill_between(x, [by_budget[b]["q25"] for b in budgets], [by_budget[b]["q75"] for b in budgets],
+                        color=line.get_color(), alpha=0.12)
+    ax.set_xscale("log")
+    ax.set_xlabel("queries")
+    ax.set_ylabel("regret (mean accuracy points)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    budgets = sorted(int(b) for b in FLAGS.budgets)
+    try:
+        table = load_table(FLAGS.table)
+        problem = table.problem(FLAGS.flops_fraction)
+    except (TableError, InfeasibleTargetError) as e:
+        raise app.UsageError(str(e))
+    for line in describe(table):
+        logging.info(line)
+    oracle, oracle_acc = table.oracle(problem)
+    logging.info("target FLOPs <= %.0f (%.0f%% of max); oracle %s at %.3f", problem.max_cost,
+                 100 * FLAGS.flops_fraction, table.key(oracle), oracle_acc)
+    jobs = [(a, seed) for a in FLAGS.algorithms for seed in range(FLAGS.runs)]
+    start = time.perf_counter()
+    worker = functools.partial(_run_job, table_path=FLAGS.table, flops_fraction=FLAGS.flops_fraction, budgets=budgets)
+    results: List[RunResult] = []
+    seconds: Dict[str, float] = {}
+    with multiprocessing.get_context("fork").Pool(FLAGS.workers) as pool:
+        for i, job_results in enumerate(pool.imap_unordered(worker, jobs, chunksize=1)):
+            results.extend(job_results)
+            algorithm = job_results[0].algorithm
+            seconds[algorithm] = seconds.get(algorithm, 0.0) + job_results[-1].seconds
+            if (i + 1) % max(1, len(jobs) // 10) == 0:
+                logging.info("%d/%d runs done (%.0f s)", i + 1, len(jobs), time.perf_counter() - start)
+    summary = summarize(results)
+    summary = {a: summary[a] for a in FLAGS.algorithms}
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "table": FLAGS.table, "format": table.format, "flops_fraction": FLAGS.flops_fraction,
+        "target_flops": problem.max_cost, "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc,
+        "runs": FLAGS.runs, "budgets": budgets, "wall_seconds": time.perf_counter() - start,
+        "cpu_seconds_per_run": {a: seconds[a] / FLAGS.runs for a in FLAGS.algorithms},
+        "results": {a: {str(b): v for b, v in by_budget.items()} for a, by_budget in summary.items()},
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    title = (f"{pathlib.Path(FLAGS.table).name}: FLOPs <= {FLAGS.flops_fraction:g} x max, "
+             f"{FLAGS.runs} runs, noisy queries")
+    md = f"{title}\n\nmean regret [25%, 75%] (mean queries used)\n\n" + markdown_table(summary, budgets)
+    (out / "results.md").write_text(md + "\n")
+    plot(summary, title, out / "regret.png")
+    print(md)
+    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, {out / 'regret.png'} in {payload['wall_seconds']:.0f} s")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

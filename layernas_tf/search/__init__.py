@@ -1,0 +1,63 @@
+"""Searchers over layerwise spaces, in one ask/tell interface. Pure Python: no TensorFlow.
+
+`make_searcher(name, problem, budget, seed, **settings)` builds any of `ALGORITHMS`:
+- `layernas`: LayerNAS (layernas.py), the default;
+- `random`, `evolution`, `ppo`: constraint-aware baselines (propose only models that meet the target);
+- `random_unaware`, `evolution_unaware`, `ppo_unaware`: the same searching by reward alone, with the
+  target applied only when the answer is picked (the protocol of NATS-Bench and the LayerNAS paper);
+- `optuna_tpe`, `pyglove_evolution`: peer libraries (benchmark extras `pip install -e ".[bench]"`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Tuple
+
+from layernas_tf.search.base import Searcher, Trial
+from layernas_tf.search.problem import InfeasibleTargetError, Problem
+
+ALGORITHMS = (
+    "layernas", "random", "evolution", "ppo", "random_unaware", "evolution_unaware", "ppo_unaware",
+    "optuna_tpe", "pyglove_evolution",
+)
+
+
+def _registry() -> Dict[str, Tuple[Callable[..., Searcher], dict]]:
+    """Algorithm name -> (class, settings it fixes)."""
+    from layernas_tf.search import baselines, peers
+    from layernas_tf.search.layernas import LayerNAS
+
+    aware, unaware = {"constraint_aware": True}, {"constraint_aware": False}
+    return {
+        "layernas": (LayerNAS, {}),
+        "random": (baselines.RandomSearch, aware),
+        "evolution": (baselines.RegularizedEvolution, aware),
+        "ppo": (baselines.PolicyGradient, dict(aware, method="ppo")),
+        "random_unaware": (baselines.RandomSearch, unaware),
+        "evolution_unaware": (baselines.RegularizedEvolution, unaware),
+        "ppo_unaware": (baselines.PolicyGradient, dict(unaware, method="ppo")),
+        "optuna_tpe": (peers.OptunaTPE, aware),
+        "pyglove_evolution": (peers.PyGloveEvolution, aware),
+    }
+
+
+def make_searcher(name: str, problem: Problem, budget: int, seed: int = 0, **settings) -> Searcher:
+    """Build the searcher `name` (one of ALGORITHMS) with optional settings.
+
+    `make_searcher(state["name"], problem, state["budget"], state["seed"], **state["settings"])`
+    rebuilds a searcher from `get_state()`, before replaying its trials.
+
+    Raises:
+      ValueError: unknown algorithm name, a setting that contradicts the algorithm, or a bad setting.
+    """
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    cls, fixed = _registry()[name]
+    for key, value in fixed.items():
+        if settings.get(key, value) != value:
+            raise ValueError(f"algorithm {name!r} has {key}={value!r}; got {key}={settings[key]!r}")
+    searcher = cls(problem, budget, seed, **{**settings, **fixed})
+    searcher.name = name
+    return searcher
+
+
+__all__ = ["ALGORITHMS", "InfeasibleTargetError", "Problem", "Searcher", "Trial", "make_searcher"]

@@ -1,0 +1,273 @@
+"""LayerNAS (Fan et al.): layer-by-layer search with candidates bucketed by cost.
+
+For each searchable layer in turn, every candidate kept from the previous layer spawns children that
+vary this layer over its options; layers not yet searched stay at the fill value. Children that can
+no longer meet the cost target (even with every unsearched layer at its cheapest option) are not
+evaluated, and no candidate is evaluated twice. Evaluated children are grouped into H cost buckets;
+each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not prod|S_i|.
+
+Beyond the paper (each is a setting, measured in the README's ablation):
+- selection="additive": candidates are ranked by a noise-aware score, the average of their own noisy
+  reward and the prediction of an additive per-layer model fitted on every evaluation so far.
+- refine="local": budget left after the sweep goes to a refinement pass that evaluates the
+  unevaluated feasible one-layer changes of the best candidates, best predicted first.
+Pure Python: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from layernas_tf.search.additive import AdditiveModel
+from layernas_tf.search.base import Searcher, Trial
+from layernas_tf.search.problem import Encoding, Problem
+
+FILLS = ("cheapest", "default")
+SELECTIONS = ("observed", "additive")
+REFINES = ("none", "local")
+ORDERS = ("forward", "backward")
+
+
+class LayerNAS(Searcher):
+    """LayerNAS searcher.
+
+    Args:
+      problem: the search problem (options, cost, target).
+      budget: at most this many queries.
+      seed: seed (LayerNAS is deterministic; the seed breaks no ties but is kept for replay checks).
+      num_buckets: H cost buckets over [cheapest cost, max target]; 0 picks H from the budget (see
+        `buckets_for_budget`).
+      per_bucket: K candidates kept per bucket.
+      fill: what unsearched layers are set to: 'cheapest' option or the problem's 'default'.
+      selection: 'observed' (a candidate's own noisy reward, as in the paper) or 'additive'.
+      refine: 'none' or 'local' (spend the remaining budget on one-layer changes of the best).
+      sweep_share: with refine, the share of the budget the layer sweep may plan for.
+      order: 'forward' (input to output) or 'backward'.
+      shrinkage: weight of a candidate's own reward in the additive score (1 - weight of the model).
+    """
+
+    name = "layernas"
+    anytime = False  # its plan depends on the budget
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
+                 fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.5,
+                 order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
+                 model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed"):
+        super().__init__(problem, budget, seed)
+        for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
+                                     ("refine", refine, REFINES), ("order", order, ORDERS)):
+            if value not in allowed:
+                raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
+        if per_bucket < 1 or num_buckets < 0:
+            raise ValueError(f"layernas needs per_bucket >= 1 and num_buckets >= 0, got {per_bucket}, {num_buckets}")
+        if not 0 < sweep_share <= 1:
+            raise ValueError(f"layernas sweep_share must be in (0, 1], got {sweep_share}")
+        self.per_bucket = per_bucket
+        self.fill = fill
+        self.selection = selection
+        self.refine = refine
+        self.sweep_share = sweep_share
+        self.order = list(range(problem.num_layers))
+        if order == "backward":
+            self.order.reverse()
+        self.order_name = order
+        self.shrinkage = shrinkage
+        self.top_for_refine = top_for_refine
+        self.refine_radius = refine_radius
+        self.bucket_by = bucket_by
+        sweep_budget = budget if refine == "none" else max(1, int(budget * sweep_share))
+        self.num_buckets = num_buckets or buckets_for_budget(problem.num_options, sweep_budget, per_bucket)
+        self.low_cost = problem.cost_of(problem.cheapest)
+        self.model = AdditiveModel(problem.num_options)
+        self.model_fraction = model_fraction
+        self._model_size = -1
+        self.rewards: Dict[Encoding, Optional[float]] = {}
+        root = problem.cheapest if fill == "cheapest" else problem.default
+        self.position = 0  # index into self.order of the layer being searched
+        self.kept: List[Encoding] = [tuple(root)]
+        self.queue: List[Encoding] = []
+        self.layer_children: List[Encoding] = []
+        self.phase = "sweep"
+        self._start_layer()
+
+    def settings(self) -> dict:
+        return {"num_buckets": self.num_buckets, "per_bucket": self.per_bucket, "fill": self.fill,
+                "selection": self.selection, "refine": self.refine, "sweep_share": self.sweep_share,
+                "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
+                "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
+                "bucket_by": self.bucket_by}
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _fitted_model(self) -> AdditiveModel:
+        """The additive model fitted on the better `model_fraction` of the evaluations.
+
+        Fitting on the better part only keeps the model local: whole spaces are far from additive
+        (a network of skips collapses), the region where the answer lies much less so.
+        """
+        if self._model_size != len(self.trials):
+            observed = sorted(((e, r) for e, r in self.rewards.items() if r is not None), key=lambda o: (-o[1], o[0]))
+            keep = max(2 * self.model.size, int(len(observed) * self.model_fraction))
+            self.model.fit(observed[:keep])
+            self._model_size = len(self.trials)
+        return self.model
+
+    def predict(self, encoding: Encoding) -> float:
+        return self._fitted_model().predict(encoding)
+
+    def score(self, encoding: Encoding) -> float:
+        """Noise-aware score of an evaluated candidate (its reward, or a blend with the model)."""
+        reward = self.rewards.get(encoding)
+        if reward is None:
+            return float("-inf")
+        if self.selection == "observed" or len(self.trials) < 2:
+            return reward
+        return self.shrinkage * reward + (1 - self.shrinkage) * self._fitted_model().predict(encoding)
+
+    def _ranked(self, candidates) -> List[Encoding]:
+        """Evaluated candidates, best score first (scores computed once)."""
+        scores = {c: self.score(c) for c in candidates}
+        return sorted(scores, key=lambda c: (-scores[c], c))
+
+    def best(self) -> Optional[Trial]:
+        feasible = [t for t in self.trials if t.reward is not None and self.problem.feasible(t.encoding)]
+        return max(feasible, key=lambda t: (self.score(t.encoding), t.reward), default=None)
+
+    # -- the layer sweep ----------------------------------------------------------------------
+    def _committed_cost(self, encoding: Encoding) -> float:
+        """Cost with every layer not yet searched at its cheapest option: what the searched layers spend."""
+        low = list(encoding)
+        for layer in self.order[self.position + 1:]:
+            low[layer] = self.problem.cheapest[layer]
+        return self.problem.cost_of(low)
+
+    def _completable(self, encoding: Encoding) -> bool:
+        free = self.order[self.position + 1:]
+        if self._committed_cost(encoding) > self.problem.max_cost:
+            return False
+        if self.problem.min_cost > 0:
+            high = list(encoding)
+            for layer in free:
+                high[layer] = self.problem.costliest[layer]
+            return self.problem.cost_of(high) >= self.problem.min_cost
+        return True
+
+    def _start_layer(self) -> None:
+        layer = self.order[self.position]
+        seen = set()
+        self.queue, self.layer_children = [], []
+        for parent in self.kept:
+            for option in range(self.problem.num_options[layer]):
+                child = parent[:layer] + (option,) + parent[layer + 1:]
+                if child in seen or not self._completable(child):
+                    continue
+                seen.add(child)
+                if child in self.rewards:
+                    self.layer_children.append(child)
+                else:
+                    self.queue.append(child)
+
+    def _bucket(self, cost: float) -> int:
+        span = self.problem.max_cost - self.low_cost
+        if span <= 0:
+            return 0
+        index = int((cost - self.low_cost) / span * self.num_buckets)
+        return min(max(index, 0), self.num_buckets - 1)
+
+    def _keep_best_per_bucket(self, candidates: Sequence[Encoding]) -> List[Encoding]:
+        buckets: Dict[int, List[Encoding]] = {}
+        for c in candidates:
+            if self.rewards.get(c) is not None:
+                key = self._committed_cost(c) if self.bucket_by == "committed" else self.problem.cost_of(c)
+                buckets.setdefault(self._bucket(key), []).append(c)
+        kept = []
+        for index in sorted(buckets):
+            kept.extend(self._ranked(buckets[index])[: self.per_bucket])
+        return kept
+
+    def _advance(self) -> None:
+        """Close the current layer once all its children are told; move to the next or refine."""
+        while self.phase == "sweep" and not self.queue and not self.pending:
+            kept = self._keep_best_per_bucket(self.layer_children)
+            self.kept = kept or self.kept
+            self.position += 1
+            if self.position >= len(self.order):
+                self.phase = "refine" if self.refine != "none" else "finished"
+                return
+            self._start_layer()
+
+    # -- refinement ---------------------------------------------------------------------------
+    def _neighbours(self, base: Encoding) -> List[Encoding]:
+        """Encodings that differ from `base` in 1..refine_radius layers."""
+        frontier, seen = [base], {base}
+        for _ in range(self.refine_radius):
+            nxt = []
+            for enc in frontier:
+                for layer, n in enumerate(self.problem.num_options):
+                    for option in range(n):
+                        c = enc[:layer] + (option,) + enc[layer + 1:]
+                        if c not in seen:
+                            seen.add(c)
+                            nxt.append(c)
+            frontier = nxt
+        seen.discard(base)
+        return list(seen)
+
+    def _refine_candidates(self) -> List[Encoding]:
+        """Unevaluated feasible neighbours of the best candidates, best predicted first.
+
+        Neighbours differ in up to `refine_radius` layers: two-layer moves can trade cost between
+        layers, which one-layer moves at the target boundary cannot. The neighbourhoods of the
+        `top_for_refine` best-scored candidates that still have any are pooled, so the pass moves
+        down the ranking once the best candidates' neighbourhoods are exhausted.
+        """
+        evaluated = [e for e, r in self.rewards.items() if r is not None and self.problem.feasible(e)]
+        proposals, bases = set(), 0
+        for base in self._ranked(evaluated):
+            found = [c for c in self._neighbours(base)
+                     if c not in self.rewards and c not in self.pending and self.problem.feasible(c)]
+            proposals.update(found)
+            bases += bool(found)
+            if bases >= self.top_for_refine:
+                break
+        model = self._fitted_model()
+        predicted = {c: model.predict(c) for c in proposals}
+        return sorted(predicted, key=lambda c: (-predicted[c], c))
+
+    # -- ask / tell hooks ---------------------------------------------------------------------
+    def _propose(self, n: int) -> List[Encoding]:
+        out: List[Encoding] = []
+        self._advance()  # a layer whose children were all evaluated before is closed at once
+        if self.phase == "sweep":
+            while self.queue and len(out) < n:
+                out.append(self.queue.pop(0))
+            return out
+        if self.phase == "refine" and not self.pending:
+            # Sequential: each refinement proposal uses the model refitted on every result so far.
+            candidates = self._refine_candidates()
+            if not candidates:
+                self.phase = "finished"
+            return candidates[:1]
+        return out
+
+    def _observe(self, trial: Trial) -> None:
+        self.rewards[trial.encoding] = trial.reward
+        if self.phase == "sweep":
+            self.layer_children.append(trial.encoding)
+            self._advance()
+
+
+def sweep_upper_bound(num_options: Sequence[int], num_buckets: int, per_bucket: int) -> int:
+    """Most queries a sweep with H buckets x K can make: the root, then per layer parents x (|S|-1)."""
+    total, parents = 1, 1
+    for n in num_options:
+        total += parents * (n - 1)
+        parents = min(parents * n, num_buckets * per_bucket)
+    return total
+
+
+def buckets_for_budget(num_options: Sequence[int], budget: int, per_bucket: int = 1) -> int:
+    """The largest H whose sweep fits the budget even in the worst case (at least 1)."""
+    h = 1
+    while sweep_upper_bound(num_options, h + 1, per_bucket) <= budget and h < 10_000:
+        h += 1
+    return h

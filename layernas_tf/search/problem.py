@@ -1,0 +1,100 @@
+"""A search problem as plain data: options per layer, a cost function and a cost target.
+
+Pure Python: no TensorFlow. Costs are free to query (analytic MAdds/params, a table's FLOPs, a latency
+predictor); rewards are what a search spends its budget on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence, Tuple
+
+Encoding = Tuple[int, ...]
+
+
+class InfeasibleTargetError(ValueError):
+    """No candidate of the space meets the cost target."""
+
+
+@dataclasses.dataclass
+class Problem:
+    """Layerwise search problem.
+
+    Attributes:
+      num_options: options per searchable layer (|S_i|).
+      cost: encoding -> cost (float); assumed not to decrease when one layer takes a costlier option,
+        which holds for MAdds, params and latency of the spaces here.
+      max_cost: upper bound of the cost target (inclusive).
+      min_cost: optional lower bound of the target (inclusive); 0 for none.
+      default: the default candidate (the published network, or any anchor); defaults to all zeros.
+    """
+
+    num_options: Tuple[int, ...]
+    cost: Callable[[Encoding], float]
+    max_cost: float
+    min_cost: float = 0.0
+    default: Optional[Encoding] = None
+
+    def __post_init__(self):
+        self.num_options = tuple(int(n) for n in self.num_options)
+        if not self.num_options or any(n < 1 for n in self.num_options):
+            raise ValueError(f"num_options must be a non-empty list of positive counts, got {self.num_options}")
+        self.default = tuple(self.default) if self.default is not None else (0,) * len(self.num_options)
+        if len(self.default) != len(self.num_options):
+            raise ValueError(f"default has {len(self.default)} layers, num_options has {len(self.num_options)}")
+        if self.min_cost > self.max_cost:
+            raise ValueError(f"target lower bound {self.min_cost:g} is above the upper bound {self.max_cost:g}")
+        self._cost_cache = {}
+        # The cheapest and costliest option of each layer, found around the default.
+        self.cheapest = tuple(self._extreme_option(i, min) for i in range(self.num_layers))
+        self.costliest = tuple(self._extreme_option(i, max) for i in range(self.num_layers))
+        smallest = self.cost_of(self.cheapest)
+        if smallest > self.max_cost:
+            raise InfeasibleTargetError(
+                f"cost target <= {self.max_cost:g} is impossible: the smallest achievable cost is {smallest:g}"
+            )
+        largest = self.cost_of(self.costliest)
+        if largest < self.min_cost:
+            raise InfeasibleTargetError(
+                f"cost target >= {self.min_cost:g} is impossible: the largest achievable cost is {largest:g}"
+            )
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.num_options)
+
+    def cost_of(self, encoding: Sequence[int]) -> float:
+        encoding = tuple(encoding)
+        value = self._cost_cache.get(encoding)
+        if value is None:
+            value = self._cost_cache[encoding] = float(self.cost(encoding))
+        return value
+
+    def _extreme_option(self, layer: int, pick) -> int:
+        base = list(self.default)
+
+        def cost_with(option):
+            base[layer] = option
+            return self.cost_of(base)
+
+        return pick(range(self.num_options[layer]), key=lambda o: (cost_with(o), o))
+
+    def feasible(self, encoding: Sequence[int]) -> bool:
+        """True if `encoding` meets the cost target."""
+        return self.min_cost <= self.cost_of(encoding) <= self.max_cost
+
+    def completable(self, encoding: Sequence[int], searched: int) -> bool:
+        """True if layers >= `searched` can still be set so the candidate meets the target."""
+        low = tuple(encoding[:searched]) + self.cheapest[searched:]
+        if self.cost_of(low) > self.max_cost:
+            return False
+        if self.min_cost > 0:
+            high = tuple(encoding[:searched]) + self.costliest[searched:]
+            return self.cost_of(high) >= self.min_cost
+        return True
+
+    def validate(self, encoding: Sequence[int]) -> Encoding:
+        encoding = tuple(encoding)
+        if len(encoding) != self.num_layers or any(not 0 <= o < n for o, n in zip(encoding, self.num_options)):
+            raise ValueError(f"encoding {encoding} does not fit num_options {self.num_options}")
+        return encoding

@@ -1,0 +1,131 @@
+"""Tabular NAS benchmarks: every architecture's trained accuracies, looked up instead of trained.
+
+Reads JSON tables keyed by architecture strings (one character per searchable layer), in either of
+the two formats of NAS-Bench-Macro (`test_acc`, `mean_acc`, `flops`, `params`) and Channel-Bench-Macro
+(`acc`, `mean`, `flops`, `params`); the format is detected from the fields. Pure Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import random
+import statistics
+from typing import Dict, List, Tuple
+
+from layernas_tf.search.problem import Encoding, Problem
+
+# field names of each format: (per-seed accuracies, mean accuracy)
+FORMATS = {"nas_bench_macro": ("test_acc", "mean_acc"), "channel_bench_macro": ("acc", "mean")}
+
+
+class TableError(ValueError):
+    """A benchmark table is missing, empty or malformed."""
+
+
+@dataclasses.dataclass
+class Table:
+    """A loaded table: per-layer alphabets, and per encoding its seed accuracies, mean and FLOPs."""
+
+    path: str
+    format: str
+    alphabets: Tuple[str, ...]  # characters of each position, sorted: option i is alphabets[layer][i]
+    seed_accuracies: Dict[Encoding, Tuple[float, ...]]
+    mean_accuracy: Dict[Encoding, float]
+    flops: Dict[Encoding, float]
+
+    @property
+    def num_options(self) -> Tuple[int, ...]:
+        return tuple(len(a) for a in self.alphabets)
+
+    @property
+    def max_flops(self) -> float:
+        return max(self.flops.values())
+
+    def key(self, encoding: Encoding) -> str:
+        return "".join(alphabet[i] for alphabet, i in zip(self.alphabets, encoding))
+
+    def problem(self, flops_fraction: float, min_fraction: float = 0.0) -> Problem:
+        """A search problem over this table with target FLOPs <= flops_fraction * max FLOPs."""
+        if not 0 < flops_fraction <= 1:
+            raise ValueError(f"flops_fraction must be in (0, 1], got {flops_fraction}")
+        default = tuple(len(a) // 2 for a in self.alphabets)
+        return Problem(self.num_options, self.flops.__getitem__, flops_fraction * self.max_flops,
+                       min_fraction * self.max_flops, default=default)
+
+    def oracle(self, problem: Problem) -> Tuple[Encoding, float]:
+        """The feasible encoding with the best mean accuracy."""
+        feasible = [e for e in self.mean_accuracy if problem.feasible(e)]
+        best = max(feasible, key=lambda e: (self.mean_accuracy[e], e))
+        return best, self.mean_accuracy[best]
+
+    def query(self, encoding: Encoding, rng: random.Random) -> float:
+        """One noisy evaluation: a randomly chosen seed's accuracy."""
+        return rng.choice(self.seed_accuracies[encoding])
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TableError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def load_table(path: str) -> Table:
+    """Load a benchmark table from `path`, detecting its format.
+
+    Raises:
+      TableError: the file is missing, not JSON, empty, has keys of unequal length, lacks a field, or
+        does not cover every combination of the characters it uses.
+    """
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise TableError(f"benchmark table not found: {path}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise TableError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise TableError(f"{path}: expected a non-empty JSON object mapping architecture keys to records")
+    first = next(iter(data.values()))
+    if not isinstance(first, dict):
+        raise TableError(f"{path}: records must be objects, got {type(first).__name__}")
+    fmt = next((name for name, (seeds, mean) in FORMATS.items() if seeds in first and mean in first), None)
+    if fmt is None:
+        allowed = "; ".join(f"{name}: {seeds!r} and {mean!r}" for name, (seeds, mean) in FORMATS.items())
+        raise TableError(f"{path}: unknown table format, records need accuracy fields ({allowed}) and 'flops'")
+    seeds_field, mean_field = FORMATS[fmt]
+    length = len(next(iter(data)))
+    if length == 0 or any(len(k) != length for k in data):
+        raise TableError(f"{path}: architecture keys must all have the same non-zero length")
+    alphabets = tuple("".join(sorted({k[i] for k in data})) for i in range(length))
+    seed_acc, mean_acc, flops = {}, {}, {}
+    for key, record in data.items():
+        where = f"{path}: record {key!r}"
+        for field in (seeds_field, mean_field, "flops"):
+            if not isinstance(record, dict) or field not in record:
+                raise TableError(f"{where} lacks field {field!r}")
+        seeds = record[seeds_field]
+        if not isinstance(seeds, list) or not seeds:
+            raise TableError(f"{where}: field {seeds_field!r} must be a non-empty list of accuracies")
+        encoding = tuple(alphabet.index(c) for alphabet, c in zip(alphabets, key))
+        seed_acc[encoding] = tuple(_number(a, f"{where} field {seeds_field!r}") for a in seeds)
+        mean_acc[encoding] = _number(record[mean_field], f"{where} field {mean_field!r}")
+        flops[encoding] = _number(record["flops"], f"{where} field 'flops'")
+    expected = 1
+    for a in alphabets:
+        expected *= len(a)
+    if len(data) != expected:
+        raise TableError(f"{path}: {len(data)} records, but the per-layer characters {alphabets} make {expected} "
+                         "architectures; a table must cover its whole space")
+    return Table(str(file), fmt, alphabets, seed_acc, mean_acc, flops)
+
+
+def noise_level(table: Table) -> float:
+    """Median standard deviation across seeds: the noise of one query."""
+    return statistics.median(statistics.pstdev(v) for v in table.seed_accuracies.values() if len(v) > 1)
+
+
+def describe(table: Table) -> List[str]:
+    return [f"{table.path}: {table.format}, {len(table.mean_accuracy)} architectures, "
+            f"{len(table.alphabets)} layers x {table.num_options} options, noise (median seed std) {noise_level(table):.3f}"]
