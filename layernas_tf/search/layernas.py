@@ -50,9 +50,10 @@ class LayerNAS(Searcher):
     anytime = False  # its plan depends on the budget
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
-                 fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.5,
+                 fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
-                 model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed"):
+                 model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
+                 select_fraction: float = 1.0):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS)):
@@ -75,12 +76,12 @@ class LayerNAS(Searcher):
         self.top_for_refine = top_for_refine
         self.refine_radius = refine_radius
         self.bucket_by = bucket_by
+        self.select_fraction = select_fraction
         sweep_budget = budget if refine == "none" else max(1, int(budget * sweep_share))
         self.num_buckets = num_buckets or buckets_for_budget(problem.num_options, sweep_budget, per_bucket)
         self.low_cost = problem.cost_of(problem.cheapest)
-        self.model = AdditiveModel(problem.num_options)
         self.model_fraction = model_fraction
-        self._model_size = -1
+        self._models: Dict[tuple, AdditiveModel] = {}
         self.rewards: Dict[Encoding, Optional[float]] = {}
         root = problem.cheapest if fill == "cheapest" else problem.default
         self.position = 0  # index into self.order of the layer being searched
@@ -95,33 +96,42 @@ class LayerNAS(Searcher):
                 "selection": self.selection, "refine": self.refine, "sweep_share": self.sweep_share,
                 "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
-                "bucket_by": self.bucket_by}
+                "bucket_by": self.bucket_by, "select_fraction": self.select_fraction}
 
     # -- scoring ------------------------------------------------------------------------------
-    def _fitted_model(self) -> AdditiveModel:
-        """The additive model fitted on the better `model_fraction` of the evaluations.
-
-        Fitting on the better part only keeps the model local: whole spaces are far from additive
-        (a network of skips collapses), the region where the answer lies much less so.
-        """
-        if self._model_size != len(self.trials):
+    def _fitted_model(self, fraction: float) -> AdditiveModel:
+        """The additive model fitted on the better `fraction` of the evaluations (cached per trial count)."""
+        key = (fraction, len(self.trials))
+        if key not in self._models:
             observed = sorted(((e, r) for e, r in self.rewards.items() if r is not None), key=lambda o: (-o[1], o[0]))
-            keep = max(2 * self.model.size, int(len(observed) * self.model_fraction))
-            self.model.fit(observed[:keep])
-            self._model_size = len(self.trials)
-        return self.model
+            size = sum(self.problem.num_options)
+            keep = max(2 * size, int(len(observed) * fraction))
+            self._models = {k: m for k, m in self._models.items() if k[1] == len(self.trials)}
+            self._models[key] = AdditiveModel(self.problem.num_options).fit(observed[:keep])
+        return self._models[key]
 
     def predict(self, encoding: Encoding) -> float:
-        return self._fitted_model().predict(encoding)
+        """Predicted reward for refinement: the model fitted on the better `model_fraction` of evaluations.
 
-    def score(self, encoding: Encoding) -> float:
-        """Noise-aware score of an evaluated candidate (its reward, or a blend with the model)."""
+        Fitting on the better part keeps it local: whole spaces are far from additive (a network
+        of skips collapses), the region where the answer lies much less so.
+        """
+        return self._fitted_model(self.model_fraction).predict(encoding)
+
+    def score(self, encoding: Encoding, fraction: Optional[float] = None) -> float:
+        """Noise-aware score of an evaluated candidate: its reward, or its blend with the prediction of
+        the additive model fitted on the better `fraction` of evaluations (default `model_fraction`).
+
+        The model averages the noise of many evaluations; search ranks with the local model, the
+        final pick (`best`) with the model fitted on every evaluation, whose estimates are the least noisy.
+        """
         reward = self.rewards.get(encoding)
         if reward is None:
             return float("-inf")
         if self.selection == "observed" or len(self.trials) < 2:
             return reward
-        return self.shrinkage * reward + (1 - self.shrinkage) * self._fitted_model().predict(encoding)
+        model = self._fitted_model(self.model_fraction if fraction is None else fraction)
+        return self.shrinkage * reward + (1 - self.shrinkage) * model.predict(encoding)
 
     def _ranked(self, candidates) -> List[Encoding]:
         """Evaluated candidates, best score first (scores computed once)."""
@@ -130,7 +140,7 @@ class LayerNAS(Searcher):
 
     def best(self) -> Optional[Trial]:
         feasible = [t for t in self.trials if t.reward is not None and self.problem.feasible(t.encoding)]
-        return max(feasible, key=lambda t: (self.score(t.encoding), t.reward), default=None)
+        return max(feasible, key=lambda t: (self.score(t.encoding, self.select_fraction), t.reward), default=None)
 
     # -- the layer sweep ----------------------------------------------------------------------
     def _committed_cost(self, encoding: Encoding) -> float:
@@ -229,7 +239,7 @@ class LayerNAS(Searcher):
             bases += bool(found)
             if bases >= self.top_for_refine:
                 break
-        model = self._fitted_model()
+        model = self._fitted_model(self.model_fraction)
         predicted = {c: model.predict(c) for c in proposals}
         return sorted(predicted, key=lambda c: (-predicted[c], c))
 

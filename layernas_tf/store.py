@@ -1,0 +1,119 @@
+"""Durable trial store for a search directory: SQLite, one committed row per finished trial.
+
+Every trial is written in its own transaction as soon as it finishes (completed or failed), so a
+process killed at any moment loses at most the trial that was running. The search configuration is
+stored once; reopening the directory with a different configuration is refused with the list of
+differences, and nothing already recorded is touched. Pure Python (sqlite3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sqlite3
+import time
+from typing import Dict, List, Optional, Sequence
+
+COMPLETED = "completed"
+FAILED = "failed"
+
+
+class IncompatibleSearchError(ValueError):
+    """The search directory holds a search run with different settings."""
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    number: int
+    encoding: str
+    cost: float
+    madds: int
+    params: int
+    status: str
+    reward: Optional[float] = None
+    error: str = ""
+    timings: Dict[str, float] = dataclasses.field(default_factory=dict)
+    finished_at: float = 0.0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TrialStore:
+    """Trials of one search, in `search_dir/trials.sqlite`."""
+
+    def __init__(self, search_dir: str, config: dict):
+        """Open (or create) the store and check `config` against the recorded one.
+
+        Raises:
+          IncompatibleSearchError: the directory holds a search with a different configuration; the
+            message names each differing setting with its recorded and requested value.
+        """
+        self.dir = pathlib.Path(search_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "trials.sqlite"
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; explicit transactions
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, encoding TEXT UNIQUE, cost REAL, madds INTEGER, "
+            "params INTEGER, status TEXT, reward REAL, error TEXT, timings TEXT, finished_at REAL)"
+        )
+        self._check_config(config)
+
+    def _check_config(self, config: dict) -> None:
+        recorded = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
+        requested = json.loads(json.dumps(config))  # normalise tuples etc. as stored
+        if not recorded:
+            with self._db:
+                self._db.executemany("INSERT INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in requested.items()])
+            return
+        differences = [
+            f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
+            for key in sorted(set(recorded) | set(requested))
+            if recorded.get(key) != requested.get(key)
+        ]
+        if differences:
+            raise IncompatibleSearchError(
+                f"{self.dir} holds a search with other settings; use a new --search_dir or the same flags. "
+                "Differences: " + "; ".join(differences)
+            )
+
+    @property
+    def config(self) -> dict:
+        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
+
+    def add(self, record: TrialRecord) -> TrialRecord:
+        """Write one finished trial durably (its own committed transaction)."""
+        record.finished_at = record.finished_at or time.time()
+        with self._db:
+            self._db.execute(
+                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.number, record.encoding, record.cost, record.madds, record.params, record.status,
+                 record.reward, record.error, json.dumps(record.timings), record.finished_at),
+            )
+        return record
+
+    def trials(self) -> List[TrialRecord]:
+        rows = self._db.execute(
+            "SELECT number, encoding, cost, madds, params, status, reward, error, timings, finished_at FROM trials ORDER BY number"
+        )
+        return [TrialRecord(n, e, c, m, p, s, r, err or "", json.loads(t or "{}"), f) for n, e, c, m, p, s, r, err, t, f in rows]
+
+    def find(self, encoding: str) -> Optional[TrialRecord]:
+        return next((t for t in self.trials() if t.encoding == encoding), None)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def summary_counts(trials: Sequence[TrialRecord]) -> Dict[str, int]:
+    return {"completed": sum(t.status == COMPLETED for t in trials), "failed": sum(t.status == FAILED for t in trials)}

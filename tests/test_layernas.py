@@ -1,0 +1,86 @@
+import itertools
+import random
+
+import pytest
+
+from layernas_tf.search import InfeasibleTargetError, Problem, make_searcher
+from layernas_tf.search.base import Trial
+from layernas_tf.search.layernas import LayerNAS, sweep_upper_bound
+
+VALUES = [[0.0, 1.0, 1.6, 2.0], [0.0, 0.5, 2.5, 2.6], [0.0, 1.2, 1.3, 3.0], [0.0, 0.4, 0.9, 1.0], [0.0, 2.0, 2.1, 2.2]]
+COSTS = [[1, 2, 3, 4], [1, 3, 4, 6], [1, 2, 4, 5], [1, 1.5, 2, 3], [1, 3, 4, 5]]
+
+
+def additive_problem(max_cost):
+    return Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), max_cost)
+
+
+def reward(e):
+    return sum(VALUES[i][o] for i, o in enumerate(e))
+
+
+def run(searcher, noise=0.0, seed=0):
+    rng = random.Random(seed)
+    while not searcher.done:
+        asked = searcher.ask(4)
+        if not asked:
+            break
+        for e in asked:
+            searcher.tell(e, reward(e) + rng.gauss(0, noise))
+    return searcher
+
+
+def exhaustive_optimum(problem):
+    return max((e for e in itertools.product(range(4), repeat=5) if problem.feasible(e)), key=reward)
+
+
+@pytest.mark.parametrize("max_cost", [8, 12, 16])
+def test_finds_the_exact_optimum_of_an_additive_table(max_cost):
+    problem = additive_problem(max_cost)
+    searcher = run(LayerNAS(problem, budget=400, seed=0))
+    assert searcher.best().encoding == exhaustive_optimum(problem)
+
+
+def test_trials_stay_within_the_polynomial_bound():
+    problem = additive_problem(12)
+    searcher = run(LayerNAS(problem, budget=10_000, seed=0, num_buckets=3, refine="none"))
+    assert len(searcher.trials) <= sweep_upper_bound(problem.num_options, 3, 1) == 1 + 3 + 3 * 3 * 4
+    assert len({t.encoding for t in searcher.trials}) == len(searcher.trials)  # never twice
+
+
+@pytest.mark.parametrize("max_cost", [6, 9, 14])
+def test_answer_never_violates_the_target(max_cost):
+    problem = additive_problem(max_cost)
+    best = run(LayerNAS(problem, budget=60, seed=1), noise=0.5).best()
+    assert problem.cost_of(best.encoding) <= max_cost
+
+
+def test_fixed_seed_gives_the_same_search():
+    a = run(LayerNAS(additive_problem(12), 80, seed=3), noise=0.3, seed=5)
+    b = run(LayerNAS(additive_problem(12), 80, seed=3), noise=0.3, seed=5)
+    assert [t.encoding for t in a.trials] == [t.encoding for t in b.trials]
+
+
+def test_replaying_the_state_gives_the_same_search():
+    problem = additive_problem(12)
+    original = run(LayerNAS(problem, 80, seed=0), noise=0.3)
+    state = original.get_state()
+    rebuilt = make_searcher("layernas", problem, state["budget"], state["seed"], **state["settings"])
+    rebuilt.replay([Trial.from_json(t) for t in state["trials"]])
+    assert rebuilt.best().encoding == original.best().encoding
+    assert [t.encoding for t in rebuilt.trials] == [t.encoding for t in original.trials]
+
+
+def test_impossible_target_names_the_smallest_cost():
+    with pytest.raises(InfeasibleTargetError, match="smallest achievable cost is 5"):
+        additive_problem(4)
+
+
+def test_unknown_algorithm_is_refused():
+    with pytest.raises(ValueError, match="unknown algorithm 'hyperband'; allowed: layernas"):
+        make_searcher("hyperband", additive_problem(12), 10)
+
+
+def test_bad_layernas_setting_is_refused():
+    with pytest.raises(ValueError, match="fill='middle' is not allowed"):
+        LayerNAS(additive_problem(12), 10, fill="middle")
