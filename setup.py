@@ -22,7 +22,7 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10"],
+        "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
     },
     entry_points={

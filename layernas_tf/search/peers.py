@@ -141,8 +141,14 @@ class PyGloveEvolution(Searcher):
         tournament_size: int = 3,
         max_rejections: int = 20,
     ):
+        import logging
+
         import pyglove as pg
 
+        # PyGlove logs one INFO line per run to the root logger; give it its own, quieter logger.
+        quiet = logging.getLogger("pyglove")
+        quiet.setLevel(logging.WARNING)
+        pg.logging.set_logger(quiet)
         super().__init__(problem, budget, seed)
         if not 2 <= tournament_size <= population_size:
             raise ValueError(f"PyGlove needs 2 <= tournament_size <= population_size, got "
