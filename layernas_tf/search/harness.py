@@ -30,8 +30,7 @@ class RunResult:
     seconds: float = 0.0
 
 
-def _score(table: Table, problem: Problem, searcher, oracle_acc: float, worst_acc: float) -> float:
-    best = searcher.best()
+def _regret(table: Table, problem: Problem, best, oracle_acc: float, worst_acc: float) -> float:
     if best is None or not problem.feasible(best.encoding):
         return oracle_acc - worst_acc
     return oracle_acc - table.mean_accuracy[best.encoding]
@@ -65,9 +64,9 @@ def run_searcher(factory: Callable[[Problem, int, int], object], algorithm: str,
 
 
 def _result(algorithm, seed, budget, searcher, table, problem, oracle_acc, worst_acc) -> RunResult:
-    best = searcher.best()
+    best = searcher.best()  # once: LayerNAS's pick refits its model
     return RunResult(algorithm, seed, budget, len(searcher.trials),
-                     _score(table, problem, searcher, oracle_acc, worst_acc), best.encoding if best else ())
+                     _regret(table, problem, best, oracle_acc, worst_acc), best.encoding if best else ())
 
 
 def summarize(results: Sequence[RunResult]) -> Dict[str, Dict[int, dict]]:

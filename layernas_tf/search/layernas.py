@@ -6,11 +6,12 @@ no longer meet the cost target (even with every unsearched layer at its cheapest
 evaluated, and no candidate is evaluated twice. Evaluated children are grouped into H cost buckets;
 each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not prod|S_i|.
 
-Beyond the paper (each is a setting, measured in the README's ablation):
+Beyond the paper (each is a setting; the README explains them):
 - selection="additive": candidates are ranked by a noise-aware score, the average of their own noisy
-  reward and the prediction of an additive per-layer model fitted on every evaluation so far.
+  reward and the prediction of an additive per-layer model fitted on the evaluations so far.
+- bucket_by="committed": a child's bucket is the cost its searched layers commit.
 - refine="local": budget left after the sweep goes to a refinement pass that evaluates the
-  unevaluated feasible one-layer changes of the best candidates, best predicted first.
+  unevaluated feasible one- and two-layer changes of the best candidates, best predicted first.
 Pure Python: no TensorFlow.
 """
 
@@ -143,23 +144,12 @@ class LayerNAS(Searcher):
         return max(feasible, key=lambda t: (self.score(t.encoding, self.select_fraction), t.reward), default=None)
 
     # -- the layer sweep ----------------------------------------------------------------------
-    def _committed_cost(self, encoding: Encoding) -> float:
-        """Cost with every layer not yet searched at its cheapest option: what the searched layers spend."""
-        low = list(encoding)
-        for layer in self.order[self.position + 1:]:
-            low[layer] = self.problem.cheapest[layer]
-        return self.problem.cost_of(low)
+    def _free_layers(self) -> List[int]:
+        """Layers not searched yet."""
+        return self.order[self.position + 1:]
 
-    def _completable(self, encoding: Encoding) -> bool:
-        free = self.order[self.position + 1:]
-        if self._committed_cost(encoding) > self.problem.max_cost:
-            return False
-        if self.problem.min_cost > 0:
-            high = list(encoding)
-            for layer in free:
-                high[layer] = self.problem.costliest[layer]
-            return self.problem.cost_of(high) >= self.problem.min_cost
-        return True
+    def _committed_cost(self, encoding: Encoding) -> float:
+        return self.problem.committed_cost(encoding, self._free_layers())
 
     def _start_layer(self) -> None:
         layer = self.order[self.position]
@@ -168,7 +158,7 @@ class LayerNAS(Searcher):
         for parent in self.kept:
             for option in range(self.problem.num_options[layer]):
                 child = parent[:layer] + (option,) + parent[layer + 1:]
-                if child in seen or not self._completable(child):
+                if child in seen or not self.problem.completable(child, self._free_layers()):
                     continue
                 seen.add(child)
                 if child in self.rewards:

@@ -7,7 +7,7 @@ predictor); rewards are what a search spends its budget on.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 Encoding = Tuple[int, ...]
 
@@ -83,14 +83,23 @@ class Problem:
         """True if `encoding` meets the cost target."""
         return self.min_cost <= self.cost_of(encoding) <= self.max_cost
 
-    def completable(self, encoding: Sequence[int], searched: int) -> bool:
-        """True if layers >= `searched` can still be set so the candidate meets the target."""
-        low = tuple(encoding[:searched]) + self.cheapest[searched:]
-        if self.cost_of(low) > self.max_cost:
+    def _with(self, encoding: Sequence[int], free: Iterable[int], options: Sequence[int]) -> Encoding:
+        filled = list(encoding)
+        for layer in free:
+            filled[layer] = options[layer]
+        return tuple(filled)
+
+    def committed_cost(self, encoding: Sequence[int], free: Iterable[int]) -> float:
+        """Cost with the `free` layers at their cheapest options: what the other layers already spend."""
+        return self.cost_of(self._with(encoding, free, self.cheapest))
+
+    def completable(self, encoding: Sequence[int], free: Iterable[int]) -> bool:
+        """True if the `free` layers can still be set so the candidate meets the target."""
+        free = tuple(free)
+        if self.committed_cost(encoding, free) > self.max_cost:
             return False
         if self.min_cost > 0:
-            high = tuple(encoding[:searched]) + self.costliest[searched:]
-            return self.cost_of(high) >= self.min_cost
+            return self.cost_of(self._with(encoding, free, self.costliest)) >= self.min_cost
         return True
 
     def validate(self, encoding: Sequence[int]) -> Encoding:
