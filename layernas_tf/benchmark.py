@@ -16,11 +16,11 @@ import multiprocessing
 import os
 import pathlib
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from absl import app, flags, logging
 
-from layernas_tf.search import ALGORITHMS, make_searcher
+from layernas_tf.search import ALGORITHMS, make_searcher, parse_settings
 from layernas_tf.search.harness import RunResult, run_searcher, summarize
 from layernas_tf.search.problem import InfeasibleTargetError
 from layernas_tf.search.tables import TableError, describe, load_table
@@ -33,7 +33,8 @@ flags.DEFINE_float("flops_fraction", 0.5, "Cost target: FLOPs at most this fract
 flags.DEFINE_list("budgets", ["25", "50", "100", "200", "400"], "Query budgets.")
 flags.DEFINE_string("out", "runs/benchmark", "Output folder.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes.", lower_bound=1)
-flags.mark_flag_as_required("table")
+flags.DEFINE_list("layernas_settings", [], "LayerNAS settings as key=value pairs, e.g. fill=cheapest,refine=none; "
+                  "the results are then labelled layernas[key=value,...].")
 
 
 @flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
@@ -46,18 +47,30 @@ def _check_budgets(values):
     return bool(values) and all(v.isdigit() and int(v) > 0 for v in values)
 
 
+@flags.validator("layernas_settings", message="--layernas_settings: see the error above")
+def _check_settings(values):
+    try:
+        parse_settings("layernas", values)
+    except ValueError as e:
+        raise flags.ValidationError(f"--layernas_settings: {e}")
+    return True
+
+
 @flags.validator("flops_fraction", message="--flops_fraction must be in (0, 1]")
 def _check_fraction(value):
     return 0 < value <= 1
 
 
-def _run_job(job, table_path: str, flops_fraction: float, budgets: List[int]) -> List[RunResult]:
-    algorithm, seed = job
+Job = Tuple[str, str, Tuple[Tuple[str, object], ...], int]  # (label, algorithm, settings, seed)
+
+
+def _run_job(job: Job, table_path: str, flops_fraction: float, budgets: List[int]) -> List[RunResult]:
+    label, algorithm, settings, seed = job
     table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
     problem = table.problem(flops_fraction)
-    factory = functools.partial(_make, algorithm)
+    factory = functools.partial(_make, algorithm, dict(settings))
     start = time.perf_counter()
-    results = run_searcher(factory, algorithm, table, problem, budgets, seed)
+    results = run_searcher(factory, label, table, problem, budgets, seed)
     for r in results:
         r.seconds = time.perf_counter() - start
     return results
@@ -66,8 +79,41 @@ def _run_job(job, table_path: str, flops_fraction: float, budgets: List[int]) ->
 _TABLES: Dict[str, object] = {}
 
 
-def _make(algorithm, problem, budget, seed):
-    return make_searcher(algorithm, problem, budget, seed)
+def _make(algorithm, settings, problem, budget, seed):
+    return make_searcher(algorithm, problem, budget, seed, **settings)
+
+
+def label_for(algorithm: str, settings: dict) -> str:
+    """`layernas` or `layernas[fill=cheapest,refine=none]`."""
+    if not settings:
+        return algorithm
+    return f"{algorithm}[{','.join(f'{k}={v}' for k, v in settings.items())}]"
+
+
+def run_jobs(table_path: str, flops_fraction: float, budgets: List[int], jobs: List[Job],
+             workers: int) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, float], float]:
+    """Run `jobs` over `workers` processes; returns (summary by label, CPU seconds by label, wall seconds)."""
+    start = time.perf_counter()
+    worker = functools.partial(_run_job, table_path=table_path, flops_fraction=flops_fraction, budgets=budgets)
+    results: List[RunResult] = []
+    seconds: Dict[str, float] = {}
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for i, job_results in enumerate(pool.imap_unordered(worker, jobs, chunksize=1)):
+            results.extend(job_results)
+            label = job_results[0].algorithm
+            seconds[label] = seconds.get(label, 0.0) + job_results[-1].seconds
+            if (i + 1) % max(1, len(jobs) // 10) == 0:
+                logging.info("%d/%d runs done (%.0f s)", i + 1, len(jobs), time.perf_counter() - start)
+    return summarize(results), seconds, time.perf_counter() - start
+
+
+def load_problem(table_path: str, flops_fraction: float):
+    """(table, problem) or app.UsageError with the loader's message."""
+    try:
+        table = load_table(table_path)
+        return table, table.problem(flops_fraction)
+    except (TableError, InfeasibleTargetError) as e:
+        raise app.UsageError(str(e))
 
 
 def markdown_table(summary: dict, budgets: List[int]) -> str:
@@ -93,7 +139,7 @@ def plot(summary: dict, title: str, path: pathlib.Path) -> None:
         budgets = sorted(by_budget)
         x = [by_budget[b]["mean_queries"] for b in budgets]
         y = [by_budget[b]["mean_regret"] for b in budgets]
-        style = dict(linewidth=2.5, zorder=5) if algorithm == "layernas" else dict(linewidth=1.2)
+        style = dict(linewidth=2.5, zorder=5) if algorithm.startswith("layernas") else dict(linewidth=1.2)
         line, = ax.plot(x, y, marker="o", markersize=3, label=algorithm, **style)
         ax.fill_between(x, [by_budget[b]["q25"] for b in budgets], [by_budget[b]["q75"] for b in budgets],
                         color=line.get_color(), alpha=0.12)
@@ -110,39 +156,35 @@ def plot(summary: dict, title: str, path: pathlib.Path) -> None:
 
 def main(argv):
     del argv
+    if not FLAGS.table:
+        raise app.UsageError("--table is required: the path of a NAS-Bench-Macro or Channel-Bench-Macro JSON file")
     budgets = sorted(int(b) for b in FLAGS.budgets)
-    try:
-        table = load_table(FLAGS.table)
-        problem = table.problem(FLAGS.flops_fraction)
-    except (TableError, InfeasibleTargetError) as e:
-        raise app.UsageError(str(e))
+    table, problem = load_problem(FLAGS.table, FLAGS.flops_fraction)
     for line in describe(table):
         logging.info(line)
     oracle, oracle_acc = table.oracle(problem)
     logging.info("target FLOPs <= %.0f (%.0f%% of max); oracle %s at %.3f", problem.max_cost,
                  100 * FLAGS.flops_fraction, table.key(oracle), oracle_acc)
-    jobs = [(a, seed) for a in FLAGS.algorithms for seed in range(FLAGS.runs)]
-    start = time.perf_counter()
-    worker = functools.partial(_run_job, table_path=FLAGS.table, flops_fraction=FLAGS.flops_fraction, budgets=budgets)
-    results: List[RunResult] = []
-    seconds: Dict[str, float] = {}
-    with multiprocessing.get_context("fork").Pool(FLAGS.workers) as pool:
-        for i, job_results in enumerate(pool.imap_unordered(worker, jobs, chunksize=1)):
-            results.extend(job_results)
-            algorithm = job_results[0].algorithm
-            seconds[algorithm] = seconds.get(algorithm, 0.0) + job_results[-1].seconds
-            if (i + 1) % max(1, len(jobs) // 10) == 0:
-                logging.info("%d/%d runs done (%.0f s)", i + 1, len(jobs), time.perf_counter() - start)
-    summary = summarize(results)
-    summary = {a: summary[a] for a in FLAGS.algorithms}
+    layernas_settings = parse_settings("layernas", FLAGS.layernas_settings)
+    try:  # values the searcher refuses (e.g. fill=middle) are flag errors, before any run starts
+        make_searcher("layernas", problem, budgets[-1], 0, **layernas_settings)
+    except ValueError as e:
+        raise app.UsageError(f"--layernas_settings: {e}")
+    labels, jobs = [], []
+    for algorithm in FLAGS.algorithms:
+        settings = layernas_settings if algorithm == "layernas" else {}
+        labels.append(label_for(algorithm, settings))
+        jobs += [(labels[-1], algorithm, tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
+    summary, seconds, wall = run_jobs(FLAGS.table, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers)
+    summary = {label: summary[label] for label in labels}
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "table": FLAGS.table, "format": table.format, "flops_fraction": FLAGS.flops_fraction,
         "target_flops": problem.max_cost, "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc,
-        "runs": FLAGS.runs, "budgets": budgets, "wall_seconds": time.perf_counter() - start,
-        "cpu_seconds_per_run": {a: seconds[a] / FLAGS.runs for a in FLAGS.algorithms},
-        "results": {a: {str(b): v for b, v in by_budget.items()} for a, by_budget in summary.items()},
+        "runs": FLAGS.runs, "budgets": budgets, "workers": FLAGS.workers, "wall_seconds": wall,
+        "cpu_seconds_per_run": {label: seconds[label] / FLAGS.runs for label in labels},
+        "results": {label: {str(b): v for b, v in by_budget.items()} for label, by_budget in summary.items()},
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     title = (f"{pathlib.Path(FLAGS.table).name}: FLOPs <= {FLAGS.flops_fraction:g} x max, "
@@ -151,7 +193,7 @@ def main(argv):
     (out / "results.md").write_text(md + "\n")
     plot(summary, title, out / "regret.png")
     print(md)
-    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, {out / 'regret.png'} in {payload['wall_seconds']:.0f} s")
+    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, {out / 'regret.png'} in {wall:.0f} s")
 
 
 def run():

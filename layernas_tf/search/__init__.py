@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import inspect
+from typing import Callable, Dict, Sequence, Tuple
 
 from layernas_tf.search.base import Searcher, Trial
 from layernas_tf.search.problem import InfeasibleTargetError, Problem
@@ -60,4 +61,39 @@ def make_searcher(name: str, problem: Problem, budget: int, seed: int = 0, **set
     return searcher
 
 
-__all__ = ["ALGORITHMS", "InfeasibleTargetError", "Problem", "Searcher", "Trial", "make_searcher"]
+def parse_settings(name: str, items: Sequence[str]) -> dict:
+    """Parse `key=value` strings into settings for algorithm `name`, typed like the searcher's defaults.
+
+    Raises:
+      ValueError: an item without '=', a key the searcher does not take, or a value of the wrong type.
+    """
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    cls, fixed = _registry()[name]
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+              if k not in ("self", "problem", "budget", "seed") and k not in fixed}
+    settings = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ValueError(f"{name} setting {item!r} is not key=value")
+        if key not in params:
+            raise ValueError(f"{name} has no setting {key!r}; allowed: {', '.join(params)}")
+        default = params[key].default
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = text.lower() in ("true", "1")
+            elif isinstance(default, (int, float, str)):
+                value = type(default)(text)
+            else:
+                value = text
+        except ValueError:
+            raise ValueError(f"{name} setting {key}={text!r}: expected {type(default).__name__}") from None
+        settings[key] = value
+    return settings
+
+
+__all__ = ["ALGORITHMS", "InfeasibleTargetError", "Problem", "Searcher", "Trial", "make_searcher", "parse_settings"]

@@ -27,6 +27,7 @@ FILLS = ("cheapest", "default")
 SELECTIONS = ("observed", "additive")
 REFINES = ("none", "local")
 ORDERS = ("forward", "backward")
+BUCKET_BYS = ("committed", "total")
 
 
 class LayerNAS(Searcher):
@@ -45,6 +46,11 @@ class LayerNAS(Searcher):
       sweep_share: with refine, the share of the budget the layer sweep may plan for.
       order: 'forward' (input to output) or 'backward'.
       shrinkage: weight of a candidate's own reward in the additive score (1 - weight of the model).
+      top_for_refine: how many of the best candidates' neighbourhoods refinement pools.
+      model_fraction: the better share of evaluations the search-time additive model is fitted on.
+      refine_radius: refinement proposes changes of up to this many layers.
+      bucket_by: 'committed' (cost with unsearched layers at their cheapest) or 'total' (the child's cost).
+      select_fraction: the better share of evaluations the model for the final pick is fitted on.
     """
 
     name = "layernas"
@@ -57,13 +63,19 @@ class LayerNAS(Searcher):
                  select_fraction: float = 1.0):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
-                                     ("refine", refine, REFINES), ("order", order, ORDERS)):
+                                     ("refine", refine, REFINES), ("order", order, ORDERS),
+                                     ("bucket_by", bucket_by, BUCKET_BYS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
             raise ValueError(f"layernas needs per_bucket >= 1 and num_buckets >= 0, got {per_bucket}, {num_buckets}")
-        if not 0 < sweep_share <= 1:
-            raise ValueError(f"layernas sweep_share must be in (0, 1], got {sweep_share}")
+        for flag, value in (("sweep_share", sweep_share), ("shrinkage", shrinkage),
+                            ("model_fraction", model_fraction), ("select_fraction", select_fraction)):
+            if not 0 < value <= 1:
+                raise ValueError(f"layernas {flag} must be in (0, 1], got {value}")
+        if top_for_refine < 1 or refine_radius < 1:
+            raise ValueError(f"layernas needs top_for_refine >= 1 and refine_radius >= 1, "
+                             f"got {top_for_refine}, {refine_radius}")
         self.per_bucket = per_bucket
         self.fill = fill
         self.selection = selection

@@ -8,11 +8,13 @@ the two formats of NAS-Bench-Macro (`test_acc`, `mean_acc`, `flops`, `params`) a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import math
 import pathlib
 import random
 import statistics
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from layernas_tf.search.problem import Encoding, Problem
 
@@ -129,3 +131,51 @@ def noise_level(table: Table) -> float:
 def describe(table: Table) -> List[str]:
     return [f"{table.path}: {table.format}, {len(table.mean_accuracy)} architectures, "
             f"{len(table.alphabets)} layers x {table.num_options} options, noise (median seed std) {noise_level(table):.3f}"]
+
+
+def synthetic_records(num_layers: int = 6, num_options: int = 4, seed: int = 0, fmt: str = "channel_bench_macro",
+                      noise: float = 0.2, seeds: int = 3) -> Dict[str, dict]:
+    """A table of the given format for a made-up width search, for testing searchers on unseen tables.
+
+    Layer i picks a width w_i = option + 1. FLOPs sum products of adjacent widths (as in a conv
+    stack), so cost is not additive. Mean accuracy saturates in a weighted capacity with a penalty
+    for bottlenecks (a layer much narrower than its input), so rewards interact across layers; the
+    per-layer weights, saturation and bottleneck strength are drawn from `seed`. Each record holds
+    `seeds` accuracies with Gaussian noise of `noise` points.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    rng = random.Random(seed)
+    weights = [rng.uniform(0.3, 1.5) for _ in range(num_layers)]
+    scale = rng.uniform(0.15, 0.35) * num_layers / sum(weights)
+    bottleneck = rng.uniform(0.3, 1.0)
+    costs = [rng.uniform(0.5, 2.0) for _ in range(num_layers)]
+    seeds_field, mean_field = FORMATS[fmt]
+    records = {}
+    for key in itertools.product(range(num_options), repeat=num_layers):
+        widths = [k + 1 for k in key]
+        inputs = [2] + widths[:-1]
+        flops = 1e6 * sum(c * a * b for c, a, b in zip(costs, inputs, widths))
+        capacity = sum(w * math.log(width) for w, width in zip(weights, widths))
+        squeeze = sum(max(0.0, math.log(a / b)) for a, b in zip(widths[:-1], widths[1:]))
+        mean = 94.0 - 12.0 * math.exp(-scale * capacity) - bottleneck * squeeze
+        accs = [round(mean + rng.gauss(0.0, noise), 4) for _ in range(seeds)]
+        records["".join(str(k) for k in key)] = {
+            seeds_field: accs, mean_field: statistics.fmean(accs), "flops": flops, "params": flops / 100.0}
+    return records
+
+
+def reordered_records(table: Table, order: Sequence[int]) -> Dict[str, dict]:
+    """The records of `table` with its layer positions permuted (`order[i]` = old position of new i).
+
+    The same accuracies under another layer order: a layerwise searcher sees a different problem.
+    """
+    if sorted(order) != list(range(len(table.alphabets))):
+        raise ValueError(f"order must be a permutation of 0..{len(table.alphabets) - 1}, got {list(order)}")
+    seeds_field, mean_field = FORMATS[table.format]
+    records = {}
+    for encoding, accs in table.seed_accuracies.items():
+        key = table.key(encoding)
+        records["".join(key[i] for i in order)] = {
+            seeds_field: list(accs), mean_field: table.mean_accuracy[encoding], "flops": table.flops[encoding]}
+    return records

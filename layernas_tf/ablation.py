@@ -1,0 +1,101 @@
+"""What each LayerNAS choice buys: the default searcher against variants that undo one choice each.
+
+    python -m layernas_tf.ablation --tables=../shared/benchmarks/nas-bench-macro_cifar10.json,\
+../shared/benchmarks/channel-bench-macro_mobilenet_cifar10.json --runs=100 --flops_fraction=0.5 --out=DIR
+
+Every variant runs the same seeds and noise as `layernas_tf.benchmark`. Writes DIR/ablation.json and
+DIR/ablation.md: mean regret per table and budget, one row per variant. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Dict, List
+
+from absl import app, flags, logging
+
+from layernas_tf import benchmark
+from layernas_tf.search import parse_settings
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("tables", None, "Benchmark tables (paths), comma-separated.")
+flags.DEFINE_list("variants", None, "Variant names to run (default: all); allowed: see VARIANTS.")
+
+# Variant name -> (what it tests, LayerNAS settings). "default" is the shipped searcher; "paper" is a
+# faithful reading of the paper; every other row changes one setting of the default.
+VARIANTS: Dict[str, tuple] = {
+    "default": ("the shipped searcher", []),
+    "paper": ("paper reading: cheapest fill, total-cost buckets, observed rewards, no refinement",
+              ["fill=cheapest", "bucket_by=total", "selection=observed", "refine=none"]),
+    "fill=cheapest": ("unsearched layers at their cheapest option", ["fill=cheapest"]),
+    "bucket_by=total": ("buckets keyed on the child's whole cost", ["bucket_by=total"]),
+    "selection=observed": ("rank by a candidate's own noisy reward", ["selection=observed"]),
+    "refine=none": ("no refinement: the whole budget plans the sweep", ["refine=none"]),
+    "sweep_share=0.5": ("sweep plans for 50% of the budget", ["sweep_share=0.5"]),
+    "refine_radius=1": ("refinement tries one-layer changes only", ["refine_radius=1"]),
+    "per_bucket=2": ("each bucket keeps its 2 best", ["per_bucket=2"]),
+    "model_fraction=1": ("search-time model fitted on all evaluations", ["model_fraction=1"]),
+    "select_fraction=0.5": ("final pick with the model fitted on the better half", ["select_fraction=0.5"]),
+    "order=backward": ("layers searched output to input", ["order=backward"]),
+}
+
+
+@flags.validator("variants", message=f"--variants: each must be one of {', '.join(VARIANTS)}")
+def _check_variants(values):
+    return values is None or all(v in VARIANTS for v in values)
+
+
+def ablation_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str], budgets: List[int]) -> str:
+    """One row per variant, one column per (table, budget): mean regret."""
+    names = [pathlib.Path(t).stem for t in tables]
+    header = "| variant | what it changes | " + " | ".join(f"{n} @{b}" for n in names for b in budgets) + " |"
+    lines = [header, "|---|---|" + "---|" * (len(names) * len(budgets))]
+    for variant, by_table in rows.items():
+        cells = [f"{by_table[t][b]['mean_regret']:.3f}" for t in tables for b in budgets]
+        lines.append(f"| `{variant}` | {VARIANTS[variant][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.tables:
+        raise app.UsageError("--tables is required: comma-separated paths of benchmark tables")
+    budgets = sorted(int(b) for b in FLAGS.budgets)
+    variants = FLAGS.variants or list(VARIANTS)
+    rows: Dict[str, Dict[str, Dict[int, dict]]] = {v: {} for v in variants}
+    wall = {}
+    for table_path in FLAGS.tables:
+        benchmark.load_problem(table_path, FLAGS.flops_fraction)  # clear error before any work
+        jobs = []
+        for variant in variants:
+            settings = parse_settings("layernas", VARIANTS[variant][1])
+            jobs += [(variant, "layernas", tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
+        summary, _, wall[table_path] = benchmark.run_jobs(table_path, FLAGS.flops_fraction, budgets, jobs,
+                                                          FLAGS.workers)
+        for variant in variants:
+            rows[variant][table_path] = summary[variant]
+        logging.info("%s: %d variants x %d runs in %.0f s", table_path, len(variants), FLAGS.runs, wall[table_path])
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "tables": FLAGS.tables, "flops_fraction": FLAGS.flops_fraction, "runs": FLAGS.runs, "budgets": budgets,
+        "wall_seconds": wall,
+        "variants": {v: {"description": VARIANTS[v][0], "settings": VARIANTS[v][1],
+                         "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in FLAGS.tables}}
+                     for v in variants},
+    }
+    (out / "ablation.json").write_text(json.dumps(payload, indent=2))
+    md = (f"LayerNAS ablation: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs, mean regret\n\n"
+          + ablation_markdown(rows, FLAGS.tables, budgets))
+    (out / "ablation.md").write_text(md + "\n")
+    print(md)
+    print(f"\nwrote {out / 'ablation.json'}, {out / 'ablation.md'}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

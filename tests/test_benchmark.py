@@ -1,0 +1,123 @@
+"""The benchmark and ablation CLIs on tables written by the test, and LayerNAS on unseen tables."""
+
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from layernas_tf.search import make_searcher, parse_settings
+from layernas_tf.search.harness import run_searcher
+from layernas_tf.search.tables import TableError, load_table, reordered_records, synthetic_records
+
+
+def _cli(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tables")
+    paths = {}
+    for fmt in ("nas_bench_macro", "channel_bench_macro"):
+        paths[fmt] = folder / f"{fmt}.json"
+        paths[fmt].write_text(json.dumps(synthetic_records(4, 3, seed=7, fmt=fmt)))
+    return paths
+
+
+def test_parse_settings_types_values_like_the_defaults():
+    assert parse_settings("layernas", ["fill=cheapest", "per_bucket=2", "sweep_share=0.5"]) == {
+        "fill": "cheapest", "per_bucket": 2, "sweep_share": 0.5}
+    assert parse_settings("evolution", ["population_size=20"]) == {"population_size": 20}
+
+
+@pytest.mark.parametrize("items, message", [
+    (["fill"], "'fill' is not key=value"),
+    (["speed=3"], "layernas has no setting 'speed'; allowed: num_buckets"),
+    (["per_bucket=two"], "per_bucket='two': expected int"),
+])
+def test_parse_settings_refuses_bad_items(items, message):
+    with pytest.raises(ValueError, match=message):
+        parse_settings("layernas", items)
+
+
+@pytest.mark.parametrize("fmt", ["nas_bench_macro", "channel_bench_macro"])
+def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, fmt):
+    out = tmp_path / "out"
+    done = _cli("layernas_tf.benchmark", f"--table={tables[fmt]}", "--algorithms=layernas,random_unaware",
+                "--runs=3", "--budgets=10,20", "--workers=1", f"--out={out}", "--layernas_settings=refine=none")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["table"] == str(tables[fmt]) and payload["format"] == fmt
+    table = load_table(str(tables[fmt]))
+    assert payload["oracle_mean_acc"] == table.oracle(table.problem(0.5))[1]
+    assert set(payload["results"]) == {"layernas[refine=none]", "random_unaware"}
+    for by_budget in payload["results"].values():
+        assert set(by_budget) == {"10", "20"}
+        for cell in by_budget.values():
+            assert {"mean_regret", "q25", "q75", "mean_queries"} <= set(cell)
+            assert cell["q25"] <= cell["q75"] and cell["mean_regret"] >= 0
+    assert payload["results"]["random_unaware"]["20"]["mean_queries"] == 20
+    assert "| layernas[refine=none] |" in (out / "results.md").read_text()
+    assert (out / "regret.png").stat().st_size > 1000
+
+
+def test_benchmark_cli_refuses_a_malformed_table_and_a_bad_setting(tables, tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    done = _cli("layernas_tf.benchmark", f"--table={empty}", "--runs=1")
+    assert done.returncode != 0 and "expected a non-empty JSON object" in done.stderr
+    done = _cli("layernas_tf.benchmark", f"--table={tables['channel_bench_macro']}", "--layernas_settings=fill=middle")
+    assert done.returncode != 0 and "--layernas_settings: layernas fill='middle' is not allowed" in done.stderr
+
+
+def test_ablation_cli_runs_each_variant(tables, tmp_path):
+    done = _cli("layernas_tf.ablation", f"--tables={tables['nas_bench_macro']}", "--variants=default,paper",
+                "--runs=2", "--budgets=15", "--workers=1", f"--out={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads((tmp_path / "ablation.json").read_text())
+    assert set(payload["variants"]) == {"default", "paper"}
+    assert payload["variants"]["paper"]["settings"] == ["fill=cheapest", "bucket_by=total", "selection=observed",
+                                                         "refine=none"]
+    assert "| `paper` |" in (tmp_path / "ablation.md").read_text()
+
+
+def test_reordered_table_keeps_every_record(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(synthetic_records(3, 2, seed=1)))
+    table = load_table(str(path))
+    records = reordered_records(table, [2, 0, 1])
+    original = json.loads(path.read_text())
+    assert records["100"]["mean"] == original["001"]["mean"]
+    assert len(records) == 8
+    with pytest.raises(ValueError, match="permutation of 0..2"):
+        reordered_records(table, [0, 0, 1])
+
+
+def test_incomplete_table_is_refused(tmp_path):
+    records = synthetic_records(3, 2, seed=1)
+    records.pop("000")
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(TableError, match="7 records, but the per-layer characters"):
+        load_table(str(path))
+
+
+def _mean_regret(name, table, problem, budget, runs):
+    results = [run_searcher(lambda p, b, s: make_searcher(name, p, b, s), name, table, problem, [budget], seed)[0]
+               for seed in range(runs)]
+    return statistics.fmean(r.regret for r in results)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_layernas_beats_aware_random_search_and_evolution_on_unseen_tables(tmp_path, seed):
+    path = tmp_path / "unseen.json"
+    path.write_text(json.dumps(synthetic_records(6, 4, seed=seed)))
+    table = load_table(str(path))
+    problem = table.problem(0.5)
+    layernas = _mean_regret("layernas", table, problem, 100, runs=10)
+    assert layernas < _mean_regret("random", table, problem, 100, runs=10)
+    assert layernas < _mean_regret("evolution", table, problem, 100, runs=10)
