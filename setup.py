@@ -20,6 +20,8 @@ setup(
         "matplotlib>=3.8,<4",
         "scikit-learn>=1.4,<2",
         "tqdm>=4.66,<5",
+        "scipy>=1.11,<2",
+        "tensorboard>=2.20,<2.22",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
@@ -27,7 +29,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "layernas=layernas_tf.main:run",
             "layernas-profile=layernas_tf.profile:run",
+            "layernas-benchmark=layernas_tf.benchmark:run",
         ]
     },
 )

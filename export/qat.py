@@ -68,3 +68,45 @@ def quantize_model(model):
     with quantize_scope():
         annotated = tf_keras.models.clone_model(model, clone_function=annotate_layer)
         return tfmot.quantization.keras.quantize_apply(annotated)
+
+
+def copy_weights_by_name(source, target) -> int:
+    """Copy the weights of every layer of `source` into the layer of `target` with the same name.
+
+    The builder names every layer after its block, so a Keras 3 candidate and its tf-keras twin line
+    up. Returns the number of layers copied. Raises ValueError if a weighted layer has no twin or
+    its weight shapes differ.
+    """
+    by_name = {layer.name: layer for layer in target.layers}
+    copied = 0
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        twin = by_name.get(layer.name)
+        if twin is None:
+            raise ValueError(f"layer {layer.name!r} has no twin in the target model")
+        if [w.shape for w in twin.get_weights()] != [w.shape for w in weights]:
+            raise ValueError(f"layer {layer.name!r}: weight shapes differ between the two models")
+        twin.set_weights(weights)
+        copied += 1
+    return copied
+
+
+def qat_finetune(model, space, encoding, train_data, epochs: int = 2, learning_rate: float = 1e-4,
+                 input_size=None, num_classes=None):
+    """Quantization-aware fine-tuning of a trained Keras 3 candidate; returns the tf-keras QAT model.
+
+    The candidate is rebuilt with tf-keras (which tfmot needs), takes the trained weights by layer
+    name, is wrapped by `quantize_model` and fitted for `epochs` on batched `train_data` (images,
+    integer labels) at a low learning rate. Convert the result with `tflite.convert(qat, "int8", ...)`.
+    """
+    from searchspaces.builder import build
+
+    input_size = input_size or space.input_size
+    twin = build(space, encoding, (input_size, input_size, 3), num_classes or space.num_classes, keras_module=tf_keras)
+    copy_weights_by_name(model, twin)
+    qat = quantize_model(twin)
+    qat.compile(tf_keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.fit(train_data, epochs=epochs, verbose=0)
+    return qat

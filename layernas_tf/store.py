@@ -36,6 +36,11 @@ class TrialRecord:
     timings: Dict[str, float] = dataclasses.field(default_factory=dict)
     finished_at: float = 0.0
 
+    @property
+    def val_accuracy(self) -> Optional[float]:
+        """The reward of a trained candidate: its validation accuracy."""
+        return self.reward
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -77,33 +77,33 @@ def _apply(layer, x):
     return x if layer is None else layer(x)
 
 
-def _bn(keras_module, name):
-    return keras_module.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+def _bn(keras_module, name, momentum=BN_MOMENTUM):
+    return keras_module.layers.BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, name=name)
 
 
-def _conv_bn_act(keras_module, x, spec: ConvSpec):
+def _conv_bn_act(keras_module, x, spec: ConvSpec, momentum=BN_MOMENTUM):
     x = keras_module.layers.Conv2D(
         spec.filters, spec.kernel_size, strides=spec.strides, padding="same", use_bias=False, name=spec.name
     )(x)
-    x = _bn(keras_module, f"{spec.name}_bn")(x)
+    x = _bn(keras_module, f"{spec.name}_bn", momentum)(x)
     return _apply(_activation(keras_module, spec.activation, f"{spec.name}_{spec.activation}"), x)
 
 
-def _block(keras_module, x, block: BlockConfig):
+def _block(keras_module, x, block: BlockConfig, momentum=BN_MOMENTUM):
     layers = keras_module.layers
     name = block.name
     if block.kind == "identity":
         return x
     if block.kind == "projection":
         x = layers.Conv2D(block.out_filters, 1, strides=block.strides, padding="same", use_bias=False, name=f"{name}_project")(x)
-        return _bn(keras_module, f"{name}_project_bn")(x)
+        return _bn(keras_module, f"{name}_project_bn", momentum)(x)
     shortcut = x
     if block.expanded_filters:
         x = layers.Conv2D(block.expanded_filters, 1, padding="same", use_bias=False, name=f"{name}_expand")(x)
-        x = _bn(keras_module, f"{name}_expand_bn")(x)
+        x = _bn(keras_module, f"{name}_expand_bn", momentum)(x)
         x = _activation(keras_module, block.activation, f"{name}_expand_{block.activation}")(x)
     x = layers.DepthwiseConv2D(block.kernel_size, strides=block.strides, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-    x = _bn(keras_module, f"{name}_depthwise_bn")(x)
+    x = _bn(keras_module, f"{name}_depthwise_bn", momentum)(x)
     x = _activation(keras_module, block.activation, f"{name}_depthwise_{block.activation}")(x)
     if block.se_filters:
         se = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
@@ -113,22 +113,30 @@ def _block(keras_module, x, block: BlockConfig):
         se = _activation(keras_module, "hard_sigmoid", f"{name}_se_hard_sigmoid")(se)
         x = layers.Multiply(name=f"{name}_se_multiply")([x, se])
     x = layers.Conv2D(block.out_filters, 1, padding="same", use_bias=False, name=f"{name}_project")(x)
-    x = _bn(keras_module, f"{name}_project_bn")(x)
+    x = _bn(keras_module, f"{name}_project_bn", momentum)(x)
     if block.residual:
         x = layers.Add(name=f"{name}_add")([shortcut, x])
     return x
 
 
-def build_architecture(arch: Architecture, keras_module=None, name: str = "candidate", classifier_activation: str = "softmax"):
-    """A Keras functional model for a resolved architecture (input: float images, NHWC)."""
+def build_architecture(arch: Architecture, keras_module=None, name: str = "candidate", classifier_activation: str = "softmax",
+                       bn_momentum: float = BN_MOMENTUM):
+    """A Keras functional model for a resolved architecture (input: float images, NHWC).
+
+    `bn_momentum` is the BatchNormalization moving-average momentum: the published 0.99 suits long
+    training; a short proxy run of a few dozen steps needs a lower one (e.g. 0.9) for its moving
+    statistics, and so its validation accuracy, to mean anything.
+    """
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum={bn_momentum!r} must lie in [0, 1)")
     keras_module = keras_module or _default_keras()
     layers = keras_module.layers
     inputs = keras_module.Input(shape=(arch.input_size, arch.input_size, 3), name="image")
-    x = _conv_bn_act(keras_module, inputs, arch.stem)
+    x = _conv_bn_act(keras_module, inputs, arch.stem, bn_momentum)
     for block in arch.blocks:
-        x = _block(keras_module, x, block)
+        x = _block(keras_module, x, block, bn_momentum)
     if arch.head_conv is not None:
-        x = _conv_bn_act(keras_module, x, arch.head_conv)
+        x = _conv_bn_act(keras_module, x, arch.head_conv, bn_momentum)
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     if arch.head_point_filters:
         x = layers.Dense(arch.head_point_filters, name="head_point")(x)
@@ -146,6 +154,7 @@ def build(
     num_classes: Optional[int] = None,
     keras_module=None,
     classifier_activation: str = "softmax",
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """Build the candidate `encoding` of `space` as a `keras.Model`.
 
@@ -155,8 +164,9 @@ def build(
       input_shape: (height, width, 3) with height == width; defaults to the space's input size.
       num_classes: classifier width; defaults to the space's.
       keras_module: `keras` (default) or `tf_keras` (for tensorflow-model-optimization).
+      bn_momentum: BatchNormalization momentum (see `build_architecture`).
     Raises:
-      ValueError: for a bad encoding or a non-square / non-RGB input shape.
+      ValueError: for a bad encoding, a non-square / non-RGB input shape or bn_momentum outside [0, 1).
     """
     if input_shape is not None:
         if len(input_shape) != 3 or input_shape[0] != input_shape[1] or input_shape[2] != 3:
@@ -164,5 +174,6 @@ def build(
     encoding = space.parse(encoding) if isinstance(encoding, str) else space.validate(encoding)
     arch = space.resolve(encoding, input_shape[0] if input_shape else None, num_classes)
     return build_architecture(
-        arch, keras_module, name=f"{space.name}_{space.to_string(encoding)}", classifier_activation=classifier_activation
+        arch, keras_module, name=f"{space.name}_{space.to_string(encoding)}", classifier_activation=classifier_activation,
+        bn_momentum=bn_momentum,
     )

@@ -84,3 +84,20 @@ def test_unknown_algorithm_is_refused():
 def test_bad_layernas_setting_is_refused():
     with pytest.raises(ValueError, match="fill='middle' is not allowed"):
         LayerNAS(additive_problem(12), 10, fill="middle")
+
+
+def test_a_budget_that_ends_in_the_sweep_still_returns_a_feasible_answer():
+    # The default (all 2s) costs 17 > 12, so the first layer's children are all infeasible.
+    problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), 12, default=(2,) * 5)
+    for budget in (2, 3, 5):
+        searcher = run(LayerNAS(problem, budget=budget, seed=0))
+        assert len(searcher.trials) == budget
+        assert searcher.best() is not None and problem.cost_of(searcher.best().encoding) <= 12
+
+
+def test_replay_of_a_batched_run_that_ends_in_the_sweep():
+    problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), 12, default=(2,) * 5)
+    original = run(LayerNAS(problem, budget=7, seed=0), noise=0.3)  # asks 4 at a time
+    rebuilt = LayerNAS(problem, budget=7, seed=0)
+    rebuilt.replay(original.trials)
+    assert rebuilt.best().encoding == original.best().encoding

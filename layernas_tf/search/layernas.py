@@ -246,12 +246,35 @@ class LayerNAS(Searcher):
         return sorted(predicted, key=lambda c: (-predicted[c], c))
 
     # -- ask / tell hooks ---------------------------------------------------------------------
+    def _feasible_fallback(self) -> Optional[Encoding]:
+        """A feasible candidate for the budget's last query when none has been evaluated: the default
+        with its layers, last searched first, moved to their cheapest options until it meets the
+        target. It depends on no result, so replay (one ask at a time) matches a batched run."""
+        if any(self.problem.feasible(e) for e in list(self.rewards) + self.pending):
+            return None
+        candidate = list(self.problem.default)
+        for layer in reversed(self.order):
+            if self.problem.feasible(candidate):
+                break
+            candidate[layer] = self.problem.cheapest[layer]
+        candidate = tuple(candidate)
+        return candidate if self.problem.feasible(candidate) and candidate not in self.rewards else None
+
     def _propose(self, n: int) -> List[Encoding]:
         out: List[Encoding] = []
         self._advance()  # a layer whose children were all evaluated before is closed at once
         if self.phase == "sweep":
-            while self.queue and len(out) < n:
+            last_batch = n >= self.budget - len(self.trials) - len(self.pending)
+            while self.queue and len(out) < (n - 1 if last_batch else n):
                 out.append(self.queue.pop(0))
+            if last_batch:
+                # The batch that ends the budget: never end without a feasible answer.
+                fallback = None if any(self.problem.feasible(e) for e in out) else self._feasible_fallback()
+                if fallback is not None:
+                    self.queue = [c for c in self.queue if c != fallback]
+                    out.append(fallback)
+                elif self.queue:
+                    out.append(self.queue.pop(0))
             return out
         if self.phase == "refine" and not self.pending:
             # Sequential: each refinement proposal uses the model refitted on every result so far.

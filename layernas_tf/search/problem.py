@@ -83,7 +83,8 @@ class Problem:
         """True if `encoding` meets the cost target."""
         return self.min_cost <= self.cost_of(encoding) <= self.max_cost
 
-    def _with(self, encoding: Sequence[int], free: Iterable[int], options: Sequence[int]) -> Encoding:
+    def filled(self, encoding: Sequence[int], free: Iterable[int], options: Sequence[int]) -> Encoding:
+        """`encoding` with each `free` layer set to its entry in `options`."""
         filled = list(encoding)
         for layer in free:
             filled[layer] = options[layer]
@@ -91,7 +92,7 @@ class Problem:
 
     def committed_cost(self, encoding: Sequence[int], free: Iterable[int]) -> float:
         """Cost with the `free` layers at their cheapest options: what the other layers already spend."""
-        return self.cost_of(self._with(encoding, free, self.cheapest))
+        return self.cost_of(self.filled(encoding, free, self.cheapest))
 
     def completable(self, encoding: Sequence[int], free: Iterable[int]) -> bool:
         """True if the `free` layers can still be set so the candidate meets the target."""
@@ -99,7 +100,7 @@ class Problem:
         if self.committed_cost(encoding, free) > self.max_cost:
             return False
         if self.min_cost > 0:
-            return self.cost_of(self._with(encoding, free, self.costliest)) >= self.min_cost
+            return self.cost_of(self.filled(encoding, free, self.costliest)) >= self.min_cost
         return True
 
     def validate(self, encoding: Sequence[int]) -> Encoding:

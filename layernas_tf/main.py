@@ -1,0 +1,231 @@
+"""The main job: LayerNAS over Keras MobileNet candidates, then train, export and report the winner.
+
+    python -m layernas_tf.main                      # digits, cifar_mobilenet_v2, MAdds <= the default's
+    layernas --dataset=cifar10 --search_space=mobilenet_v3_small --target_madds=30e6 --search_dir=runs/c10
+
+Flow: data -> LayerNAS (each candidate built, proxy-trained on train, scored on validation, costed by
+the profiler, stored in --search_dir) -> the winner (and with --bucket_winners the best of other cost
+buckets) trained for --final_epochs -> SavedModel, float and int8 .tflite (with --qat, after a
+quantization-aware fine-tune) -> interpreter accuracy on the test split and latency -> report.
+Killing the job and rerunning the same command resumes the search without retraining stored trials.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib
+import time
+
+from absl import app, flags, logging
+
+import searchspaces
+from layernas_tf.search import parse_settings
+from layernas_tf.search.problem import InfeasibleTargetError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("search_space", "cifar_mobilenet_v2", list(searchspaces.SPACE_NAMES), "Search space.")
+flags.DEFINE_string("dataset", "digits", "'digits' (offline default), 'folder:<dir>' or a TFDS name (e.g. cifar10).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_integer("image_size", 0, "Image side in pixels; 0 = the search space's input size.", lower_bound=0)
+flags.DEFINE_integer("max_examples", None, "Cap on examples per split (quick runs).", lower_bound=1)
+flags.DEFINE_float("target_madds", None, "Cost target: at most this many multiply-adds.", lower_bound=0)
+flags.DEFINE_float("target_madds_min", 0.0, "Optional lower bound on MAdds.", lower_bound=0)
+flags.DEFINE_float("target_params", None, "Cost target: at most this many parameters.", lower_bound=0)
+flags.DEFINE_float("target_params_min", 0.0, "Optional lower bound on parameters.", lower_bound=0)
+flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite latency (ms), predicted by a "
+                   "linear model calibrated on measured candidates.", lower_bound=0)
+flags.DEFINE_float("target_latency_ms_min", 0.0, "Optional lower bound on latency (ms).", lower_bound=0)
+flags.DEFINE_enum("latency_format", "int8", ["float", "int8"], "TFLite format a latency target refers to.")
+flags.DEFINE_integer("max_trials", 24, "At most this many candidates are trained.", lower_bound=1)
+flags.DEFINE_list("layernas_settings", [], "LayerNAS settings as key=value, e.g. per_bucket=2,refine=none.")
+flags.DEFINE_integer("proxy_epochs", 3, "Training epochs per candidate during the search.", lower_bound=1)
+flags.DEFINE_integer("final_epochs", 15, "Training epochs of the winner.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 5e-3, "Peak Adam learning rate (cosine decay).", lower_bound=0)
+flags.DEFINE_float("bn_momentum", 0.9, "BatchNormalization momentum of the candidates.", lower_bound=0, upper_bound=0.999)
+flags.DEFINE_integer("bucket_winners", 0, "Also train and export the best of this many cost buckets near the "
+                     "target (0: the winner only).", lower_bound=0)
+flags.DEFINE_string("search_dir", "runs/search", "Trial store, logs and exports; rerun with it to resume.")
+flags.DEFINE_bool("qat", False, "Quantization-aware fine-tune before the int8 conversion.")
+flags.DEFINE_integer("qat_epochs", 2, "Epochs of the quantization-aware fine-tune.", lower_bound=1)
+flags.DEFINE_integer("calibration_images", 200, "Train images for int8 calibration.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of the data split, the search and every candidate's training.")
+
+TARGET_FLAGS = ("target_madds", "target_params", "target_latency_ms")
+
+
+@flags.multi_flags_validator(list(TARGET_FLAGS), message="give at most one of --target_madds, --target_params, "
+                             "--target_latency_ms (none: MAdds of the space's default candidate)")
+def _one_target(values):
+    return sum(values[f] is not None for f in TARGET_FLAGS) <= 1
+
+
+@flags.validator("layernas_settings", message="--layernas_settings: see the error above")
+def _check_settings(values):
+    try:
+        parse_settings("layernas", values)
+    except ValueError as e:
+        raise flags.ValidationError(f"--layernas_settings: {e}")
+    return True
+
+
+def target_from_flags(space, input_size: int, num_classes: int):
+    """The `Target` the flags ask for (default: MAdds of the space's default candidate)."""
+    from layernas_tf.api import Target
+    from layernas_tf.costs import candidate_costs
+
+    for name in TARGET_FLAGS:
+        value = getattr(FLAGS, name)
+        if value is not None:
+            return Target(name.replace("target_", ""), value, getattr(FLAGS, f"{name}_min")), name
+    madds = candidate_costs(space, space.default, input_size, num_classes).madds
+    return Target("madds", float(madds), FLAGS.target_madds_min), "target_madds"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from layernas_tf import quiet
+
+    tf = quiet.import_tensorflow()
+    import keras
+
+    from export import deploy
+    from layernas_tf import api, report
+    from searchspaces.builder import build
+    from train.data import load_dataset
+    from train.trainer import TrainSettings, compile_model, fit_and_evaluate
+
+    tf.config.experimental.enable_op_determinism()
+    start = time.perf_counter()
+    space = searchspaces.get_space(FLAGS.search_space)
+    image_size = FLAGS.image_size or space.input_size
+    settings = parse_settings("layernas", FLAGS.layernas_settings)
+    try:
+        data = load_dataset(FLAGS.dataset, image_size, FLAGS.seed, FLAGS.data_dir, max_examples=FLAGS.max_examples)
+    except ValueError as e:
+        raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}")
+    logging.info("data %s: %s examples, %d classes, %dx%d", data.name, data.sizes, data.num_classes, image_size, image_size)
+    target, target_flag = target_from_flags(space, image_size, data.num_classes)
+    search_dir = pathlib.Path(FLAGS.search_dir)
+    latency_fn = None
+    if target.metric == "latency_ms":
+        from layernas_tf.profiler import calibrate_latency_model
+
+        latency_fn = calibrate_latency_model(space, image_size, data.num_classes, FLAGS.latency_format, seed=FLAGS.seed)
+    try:
+        api.make_problem(space, target, image_size, data.num_classes, latency_fn)
+    except InfeasibleTargetError as e:
+        raise app.UsageError(f"--{target_flag}: {e} for --search_space={space.name} at {image_size}x{image_size}, "
+                             f"{data.num_classes} classes")
+    logging.info("search %s (%d layers, %s candidates) for %s", space.name, space.num_layers,
+                 f"{space.num_candidates:,}", target.describe())
+
+    train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed)
+    val_ds = data.batched("validation", FLAGS.batch_size)
+    train_settings = TrainSettings(epochs=FLAGS.proxy_epochs, batch_size=FLAGS.batch_size,
+                                   learning_rate=FLAGS.learning_rate)
+    steps = int(train_ds.cardinality())
+    tensorboard = report.TensorBoardLogger(str(search_dir / "tensorboard"), space, target.metric)
+    progress = _progress_bar(FLAGS.max_trials)
+
+    def on_resume(stored):
+        progress.update(len(stored))
+
+    def on_trial(record, best):
+        tensorboard.log(record, best)
+        progress.update(1)
+        if best is not None:
+            progress.set_postfix(best=f"{best.reward:.4f}", cost=f"{best.cost:,.4g}", refresh=False)
+
+    try:
+        result = api.search(
+            space, train_ds, val_ds, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
+            search_dir=str(search_dir), compile_fn=lambda m: compile_model(m, train_settings, steps),
+            input_size=image_size, num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed,
+            searcher_settings=settings, latency_fn=latency_fn,
+            config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
+                    "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format},
+            on_trial=on_trial, on_resume=on_resume)
+    finally:
+        progress.close()
+    search_seconds = time.perf_counter() - start
+    if result.winner is None:
+        logging.error("no trial completed within the target: %s; see the errors above", result.counts)
+        raise SystemExit(1)
+
+    finalists = [result.winner] + [t for t in result.bucket_winners(FLAGS.bucket_winners + 1)
+                                   if t.number != result.winner.number][:FLAGS.bucket_winners]
+    final_settings = TrainSettings(epochs=FLAGS.final_epochs, batch_size=FLAGS.batch_size,
+                                   learning_rate=FLAGS.learning_rate)
+    calibration_images, _ = data.numpy_images("train", FLAGS.calibration_images)
+    test_images, test_labels = data.numpy_images("test", data.sizes["test"])
+    exports = {}
+    for rank, record in enumerate(finalists):
+        name = "winner" if rank == 0 else f"bucket_{rank}_{record.encoding}"
+        keras.utils.set_random_seed(api.trial_seed(FLAGS.seed, record.encoding))
+        model = build(space, record.encoding, (image_size, image_size, 3), data.num_classes,
+                                   bn_momentum=FLAGS.bn_momentum)
+        compile_model(model, final_settings, steps)
+        final = fit_and_evaluate(model, train_ds, val_ds, FLAGS.final_epochs)
+        logging.info("%s %s: validation accuracy %.4f after %d epochs", name, record.encoding, final.val_accuracy,
+                     FLAGS.final_epochs)
+        int8_model = None
+        if FLAGS.qat:
+            from export.qat import qat_finetune
+
+            int8_model = qat_finetune(model, space, record.encoding, train_ds, FLAGS.qat_epochs,
+                                      input_size=image_size, num_classes=data.num_classes)
+        with quiet.native_output_captured():  # converter and interpreter notices
+            exported = deploy.export_winner(model, str(search_dir / "export"), calibration_images, test_images,
+                                            test_labels, int8_model, name=name)
+        exports[name] = (record, final, exported)
+    winner_record, winner_final, winner_export = exports["winner"]
+
+    print("\n" + report.summary_table(result.trials, result.winner, target.metric))
+    print(f"\n{'model':<34} {'val_acc':>8} {'keras':>7} {'float':>7} {'int8':>7} {'float ms':>9} {'int8 ms':>8}")
+    for name, (record, final, exp) in exports.items():
+        print(f"{name:<34} {final.val_accuracy:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "
+              f"{exp.accuracy['tflite_int8']:>7.4f} {exp.latency_ms['float']:>9.3f} {exp.latency_ms['int8']:>8.3f}")
+    for name, (_, _, exp) in exports.items():
+        for warning in exp.warnings():
+            logging.warning("%s: %s", name, warning)
+            print(f"WARNING {name}: {warning}")
+    report.plot_pareto(result.trials, result.winner, target.min_value, target.max_value, target.metric,
+                       str(search_dir / "pareto.png"))
+    report.plot_search(result.trials, target.min_value, target.max_value, str(search_dir / "search.png"))
+    extra = {
+        "search_space": space.name, "dataset": FLAGS.dataset, "target": target.describe(),
+        "winner_final_val_accuracy": winner_final.val_accuracy, "resumed_trials": result.resumed_trials,
+        "seconds": {"search": search_seconds, "total": time.perf_counter() - start},
+        "bucket_winners": [{"encoding": r.encoding, "madds": r.madds, "params": r.params, "val_accuracy": r.reward,
+                            "accuracy": e.accuracy, "latency_ms": e.latency_ms, "tflite": e.tflite}
+                           for name, (r, _, e) in exports.items() if name != "winner"],
+    }
+    if latency_fn is not None:
+        extra["latency_model"] = latency_fn.to_json()
+    payload = report.results_payload(winner_record, winner_export, result.counts, extra)
+    payload["winner"]["cost"] = winner_record.cost
+    report.write_json(payload, str(search_dir / "results.json"))
+    print(f"\n{result.counts['completed']} trials completed, {result.counts['failed']} failed; "
+          f"winner {winner_record.encoding}: {winner_record.madds:,} MAdds, {winner_record.params:,} params")
+    print(f"wrote {search_dir / 'results.json'}, pareto.png, search.png, export/ and tensorboard/ "
+          f"in {time.perf_counter() - start:.0f} s")
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,148 @@
+"""What the user sees of a search: TensorBoard logs, a summary table, plots and results.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Dict, List, Optional, Sequence
+
+from layernas_tf.store import COMPLETED, TrialRecord
+
+
+class TensorBoardLogger:
+    """Per-trial scalars (`search/` run) and the HParams dashboard (one run per trial) under `logdir`."""
+
+    def __init__(self, logdir: str, space, target_metric: str):
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
+
+        self.tf, self.hp, self.logdir, self.space = tf, hp, pathlib.Path(logdir), space
+        self.layer_params = [hp.HParam(f"layer_{i:02d}_{layer.name}", hp.Discrete([o.label for o in layer.options]))
+                             for i, layer in enumerate(space.layers)]
+        self.cost_param = hp.HParam(target_metric, hp.RealInterval(0.0, float("inf")))
+        self.target_metric = target_metric
+        self.writer = tf.summary.create_file_writer(str(self.logdir / "search"))
+        with tf.summary.create_file_writer(str(self.logdir / "trials")).as_default():
+            hp.hparams_config(hparams=self.layer_params,
+                              metrics=[hp.Metric("val_accuracy", display_name="validation accuracy"),
+                                       hp.Metric("madds"), hp.Metric("params")])
+
+    def log(self, record: TrialRecord, best: Optional[TrialRecord]) -> None:
+        tf, hp = self.tf, self.hp
+        with self.writer.as_default(step=record.number):
+            tf.summary.scalar("trial/madds", record.madds)
+            tf.summary.scalar("trial/params", record.params)
+            tf.summary.scalar(f"trial/cost_{self.target_metric}", record.cost)
+            tf.summary.scalar("trial/failed", float(record.status != COMPLETED))
+            if record.reward is not None:
+                tf.summary.scalar("trial/val_accuracy", record.reward)
+            for name, seconds in record.timings.items():
+                tf.summary.scalar(f"seconds/{name}", seconds)
+            if best is not None:
+                tf.summary.scalar("best/val_accuracy", best.reward)
+                tf.summary.scalar(f"best/cost_{self.target_metric}", best.cost)
+        if record.reward is None:
+            return
+        encoding = self.space.parse(record.encoding)
+        values = {p: layer.options[o].label for p, layer, o in zip(self.layer_params, self.space.layers, encoding)}
+        with tf.summary.create_file_writer(str(self.logdir / "trials" / f"trial_{record.number:04d}")).as_default():
+            hp.hparams(values, trial_id=record.encoding)
+            tf.summary.scalar("val_accuracy", record.reward, step=0)
+            tf.summary.scalar("madds", record.madds, step=0)
+            tf.summary.scalar("params", record.params, step=0)
+        self.writer.flush()
+
+
+def best_so_far(trials: Sequence[TrialRecord], low: float, high: float) -> List[Optional[float]]:
+    """Best validation accuracy within [low, high] after each trial (None before the first)."""
+    out, best = [], None
+    for t in trials:
+        if t.status == COMPLETED and low <= t.cost <= high and (best is None or t.reward > best):
+            best = t.reward
+        out.append(best)
+    return out
+
+
+def summary_table(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], cost_name: str, top: int = 10) -> str:
+    """A text table of the best `top` completed trials and every failed one."""
+    completed = sorted((t for t in trials if t.status == COMPLETED), key=lambda t: -t.reward)[:top]
+    failed = [t for t in trials if t.status != COMPLETED]
+    lines = [f"{'#':>4}  {'encoding':<30} {'val_acc':>8} {'MAdds':>12} {'params':>10} {cost_name:>12} {'seconds':>8}"]
+    for t in completed + failed:
+        mark = "*" if winner is not None and t.number == winner.number else " "
+        acc = f"{t.reward:.4f}" if t.reward is not None else "FAILED"
+        lines.append(f"{t.number:>3}{mark}  {t.encoding:<30} {acc:>8} {t.madds:>12,} {t.params:>10,} {t.cost:>12,.4g} "
+                     f"{sum(t.timings.values()):>8.1f}")
+        if t.error:
+            lines.append(f"      error: {t.error[:160]}")
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pareto(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], low: float, high: float,
+                cost_name: str, path: str) -> None:
+    """Reward against cost for every completed trial, with the target range shaded and the winner marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    done = [t for t in trials if t.status == COMPLETED]
+    ax.scatter([t.cost for t in done], [t.reward for t in done], s=18, alpha=0.7, label="trials")
+    ax.axvspan(low, high, color="tab:green", alpha=0.08, label="target range")
+    ax.axvline(high, color="tab:green", linewidth=1)
+    if winner is not None:
+        ax.scatter([winner.cost], [winner.reward], s=120, marker="*", color="tab:red", zorder=5,
+                   label=f"winner {winner.encoding}")
+    ax.set_xlabel(cost_name)
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_search(trials: Sequence[TrialRecord], low: float, high: float, path: str) -> None:
+    """Best-so-far validation accuracy (within the target) against trials, over each trial's own."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    xs = [t.number for t in trials]
+    ax.scatter([t.number for t in trials if t.reward is not None], [t.reward for t in trials if t.reward is not None],
+               s=12, alpha=0.5, color="grey", label="trial")
+    best = best_so_far(trials, low, high)
+    ax.step(xs, [b if b is not None else math.nan for b in best], where="post", linewidth=2, label="best within target")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def results_payload(winner: Optional[TrialRecord], export: Optional[object], counts: Dict[str, int],
+                    extra: Optional[dict] = None) -> dict:
+    """The results.json document: {"winner": {...}, "trials": {"completed", "failed"}, ...extra}."""
+    payload: dict = {"winner": None, "trials": dict(counts)}
+    if winner is not None:
+        payload["winner"] = {"encoding": winner.encoding, "madds": winner.madds, "params": winner.params,
+                             "val_accuracy": winner.reward}
+        if export is not None:
+            payload["winner"].update({"accuracy": export.accuracy, "latency_ms": export.latency_ms,
+                                      "tflite": export.tflite, "saved_model": export.saved_model,
+                                      "size_bytes": export.size_bytes})
+    payload.update(extra or {})
+    return payload
+
+
+def write_json(payload: dict, path: str) -> None:
+    tmp = pathlib.Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,156 @@
+"""Where a trial's wall time goes, what the search adds over plain Keras, and what cuts tracing.
+
+    python -m layernas_tf.trial_benchmark --candidates=4 --out=runs/trial_benchmark
+
+1. Overhead: the same candidates (the first LayerNAS proposals for the default target) are trained
+   twice with identical data, seeds and compile settings: by a plain `build; compile; fit; evaluate`
+   loop, and through `layernas_tf.api.search` (profiling, store writes, callbacks, session clearing).
+   The search's share over plain Keras is (search wall - plain wall) / plain wall.
+2. Breakdown: each search trial's time split into build, tracing, training steps, evaluation,
+   profiling and store writes.
+3. Tracing: one candidate trained under each `steps_per_execution` setting (and with Grappler's
+   graph optimizations off), reporting the first compiled call's extra time and the epoch time.
+Prints tables and writes DIR/trial_benchmark.json and DIR/trial_benchmark.png.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import tempfile
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("search_space", "cifar_mobilenet_v2", "Search space.")
+flags.DEFINE_string("dataset", "digits", "Dataset (see layernas_tf.main).")
+flags.DEFINE_integer("candidates", 4, "Candidates trained by each path.", lower_bound=1)
+flags.DEFINE_integer("epochs", 3, "Proxy epochs.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
+flags.DEFINE_list("steps_per_execution", ["1", "8", "32"], "Settings compared in the tracing study.")
+flags.DEFINE_string("out", "runs/trial_benchmark", "Output folder.")
+
+PHASES = ("build", "trace", "train", "eval", "profile", "store")
+
+
+def main(argv):
+    del argv
+    from layernas_tf import quiet
+
+    tf = quiet.import_tensorflow()
+    import keras
+
+    import searchspaces
+    from layernas_tf import api
+    from layernas_tf.costs import candidate_costs
+    from searchspaces.builder import build
+    from train.data import load_dataset
+    from train.trainer import TrainSettings, compile_model, fit_and_evaluate
+
+    tf.config.experimental.enable_op_determinism()
+    space = searchspaces.get_space(FLAGS.search_space)
+    data = load_dataset(FLAGS.dataset, space.input_size, 0)
+    train = data.batched("train", FLAGS.batch_size, shuffle=True, seed=0)
+    validation = data.batched("validation", FLAGS.batch_size)
+    steps = int(train.cardinality())
+    settings = TrainSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
+    madds = api.Target("madds", float(candidate_costs(space, space.default, space.input_size, data.num_classes).madds))
+
+    # 1+2. The search path first (it also names the candidates), then plain Keras on the same ones.
+    search_start = time.perf_counter()
+    result = api.search(space, train, validation, madds, max_trials=FLAGS.candidates, epochs=FLAGS.epochs,
+                        search_dir=tempfile.mkdtemp(prefix="trial_benchmark_"), num_classes=data.num_classes,
+                        compile_fn=lambda m: compile_model(m, settings, steps))
+    search_wall = time.perf_counter() - search_start
+    encodings = [t.encoding for t in result.trials]
+    plain_walls = []
+    for encoding in encodings:
+        start = time.perf_counter()
+        keras.utils.set_random_seed(api.trial_seed(0, encoding))
+        model = build(space, encoding, (space.input_size, space.input_size, 3), data.num_classes, bn_momentum=0.9)
+        compile_model(model, settings, steps)
+        model.fit(train, epochs=FLAGS.epochs, verbose=0)
+        model.evaluate(validation, verbose=0)
+        plain_walls.append(time.perf_counter() - start)
+        keras.backend.clear_session()
+    breakdown = []
+    for trial, store_seconds in zip(result.trials, result.store_seconds):
+        row = {phase: trial.timings.get(phase, 0.0) for phase in PHASES}
+        row["store"] = store_seconds
+        breakdown.append(row)
+    plain_wall = sum(plain_walls)
+    overhead_pct = 100.0 * (search_wall - plain_wall) / plain_wall
+
+    # 3. Tracing study on the default candidate.
+    tracing = []
+    variants = [(int(s), True) for s in FLAGS.steps_per_execution] + [(int(FLAGS.steps_per_execution[-1]), False)]
+    for spe, grappler in variants:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not grappler})
+        keras.utils.set_random_seed(0)
+        model = build(space, space.default, (space.input_size, space.input_size, 3), data.num_classes, bn_momentum=0.9)
+        compile_model(model, TrainSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, steps_per_execution=spe),
+                      steps)
+        start = time.perf_counter()
+        trained = fit_and_evaluate(model, train, validation, FLAGS.epochs)
+        tracing.append({"steps_per_execution": spe, "grappler": grappler, "wall": time.perf_counter() - start,
+                        "val_accuracy": trained.val_accuracy, **trained.timings})
+        keras.backend.clear_session()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+
+    totals = {phase: sum(r[phase] for r in breakdown) for phase in PHASES}
+    trial_total = sum(totals.values())
+    print(f"\n{FLAGS.candidates} candidates of {space.name} on {data.name} ({data.sizes['train']} train images, "
+          f"batch {FLAGS.batch_size}, {FLAGS.epochs} epochs)\n")
+    print("| path | wall s | per trial s | trials/min |\n|---|---|---|---|")
+    for name, wall in (("plain compile+fit+evaluate", plain_wall), ("layernas_tf search", search_wall)):
+        print(f"| {name} | {wall:.1f} | {wall / FLAGS.candidates:.2f} | {60 * FLAGS.candidates / wall:.2f} |")
+    print(f"\nsearch overhead over plain Keras: {overhead_pct:+.1f}%\n")
+    print("| phase | seconds per trial | share |\n|---|---|---|")
+    for phase in PHASES:
+        print(f"| {phase} | {totals[phase] / FLAGS.candidates:.3f} | {100 * totals[phase] / trial_total:.1f}% |")
+    print("\n| steps_per_execution | grappler | trace s | train s | eval s | wall s | val acc |\n|---|---|---|---|---|---|---|")
+    for r in tracing:
+        print(f"| {r['steps_per_execution']} | {'on' if r['grappler'] else 'off'} | {r['trace']:.2f} | {r['train']:.2f} | "
+              f"{r['eval']:.2f} | {r['wall']:.2f} | {r['val_accuracy']:.3f} |")
+
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"search_space": space.name, "dataset": data.name, "candidates": encodings, "epochs": FLAGS.epochs,
+               "batch_size": FLAGS.batch_size, "plain_wall_s": plain_wall, "search_wall_s": search_wall,
+               "plain_per_candidate_s": plain_walls, "overhead_pct": overhead_pct, "breakdown_s": breakdown,
+               "share_pct": {p: 100 * totals[p] / trial_total for p in PHASES}, "tracing_study": tracing}
+    (out / "trial_benchmark.json").write_text(json.dumps(payload, indent=2))
+    _plot(breakdown, out / "trial_benchmark.png")
+    print(f"\nwrote {out / 'trial_benchmark.json'} and {out / 'trial_benchmark.png'}; median trial "
+          f"{statistics.median(sum(r.values()) for r in breakdown):.1f} s")
+
+
+def _plot(breakdown, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    bottom = [0.0] * len(breakdown)
+    for phase in PHASES:
+        values = [r[phase] for r in breakdown]
+        ax.bar(range(len(breakdown)), values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xlabel("trial")
+    ax.set_ylabel("seconds")
+    ax.set_title("where a trial's time goes", fontsize=10)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

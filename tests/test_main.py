@@ -1,0 +1,159 @@
+"""The main job end to end on tiny runs: resume after SIGKILL, export checked with the interpreter,
+an image folder and mock TFDS as data, and bad flags."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+# A tiny run: 8x8 images, a few dozen examples per split, one epoch per candidate.
+TINY = ["--image_size=8", "--max_examples=48", "--batch_size=16", "--proxy_epochs=1", "--final_epochs=1",
+        "--max_trials=4", "--calibration_images=16", "--target_madds=5e5"]
+
+
+def _main(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "layernas_tf.main", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _stored(search_dir):
+    db = sqlite3.connect(search_dir / "trials.sqlite")
+    try:
+        return db.execute("SELECT number, encoding, status, reward, finished_at FROM trials ORDER BY number").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Three classes of 24 PNG images each: a bright square at a class-specific corner on noise."""
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("alpha", "beta", "gamma")):
+        (root / name).mkdir()
+        for i in range(24):
+            image = rng.integers(0, 60, (12, 12, 3), dtype=np.uint8)
+            y, x = [(0, 0), (0, 6), (6, 0)][label]
+            image[y:y + 6, x:x + 6] = 250
+            (root / name / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(image_folder, tmp_path_factory):
+    search_dir = tmp_path_factory.mktemp("run") / "search"
+    done = _main(f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return search_dir, done
+
+
+def test_run_writes_results_plots_exports_and_logs(finished_run):
+    search_dir, done = finished_run
+    results = json.loads((search_dir / "results.json").read_text())
+    assert results["trials"] == {"completed": 4, "failed": 0}
+    winner = results["winner"]
+    assert winner["madds"] <= 5e5 and set(winner["accuracy"]) == {"keras", "tflite_float", "tflite_int8"}
+    assert set(winner["latency_ms"]) == {"float", "int8"} and all(v > 0 for v in winner["latency_ms"].values())
+    for path in winner["tflite"].values():
+        assert os.path.getsize(path) > 1000
+    assert (search_dir / "export" / "winner_saved_model" / "saved_model.pb").exists()
+    for plot in ("pareto.png", "search.png"):
+        assert (search_dir / plot).stat().st_size > 5000
+    assert list((search_dir / "tensorboard" / "search").glob("events.out.tfevents.*"))
+    assert len(list((search_dir / "tensorboard" / "trials").glob("trial_*"))) == 4
+    assert f"winner {winner['encoding']}" in done.stdout and "int8 ms" in done.stdout
+
+
+def test_exported_int8_model_scores_what_the_report_says(finished_run, image_folder):
+    from layernas_tf.latency import predict
+    from train.data import load_dataset
+
+    search_dir, _ = finished_run
+    winner = json.loads((search_dir / "results.json").read_text())["winner"]
+    data = load_dataset(f"folder:{image_folder}", image_size=8, seed=0, max_examples=48)
+    images, labels = data.numpy_images("test", data.sizes["test"])
+    with open(winner["tflite"]["int8"], "rb") as f:
+        scores = predict(f.read(), images)
+    assert scores.shape == (len(labels), 3)
+    assert np.mean(scores.argmax(-1) == labels) == pytest.approx(winner["accuracy"]["tflite_int8"])
+
+
+def test_search_resumes_after_sigkill_without_retraining(finished_run, image_folder, tmp_path):
+    search_dir = tmp_path / "search"
+    args = [sys.executable, "-m", "layernas_tf.main", f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}",
+            *TINY]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and process.poll() is None:
+        if (search_dir / "trials.sqlite").exists() and len(_stored(search_dir)) >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = _stored(search_dir)
+    assert 2 <= len(before) < 4
+    done = _main(f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _stored(search_dir)
+    assert after[:len(before)] == before  # the stored trials were not trained again
+    results = json.loads((search_dir / "results.json").read_text())
+    assert results["resumed_trials"] == len(before)
+    # The same search as the uninterrupted run: same candidates in the same order, same winner.
+    reference_dir, _ = finished_run
+    assert [row[1] for row in after] == [row[1] for row in _stored(reference_dir)]
+    assert results["winner"]["encoding"] == json.loads((reference_dir / "results.json").read_text())["winner"]["encoding"]
+
+
+def test_rerun_with_other_flags_is_refused_naming_the_difference(finished_run, image_folder):
+    search_dir, _ = finished_run
+    done = _main(f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}", *TINY, "--proxy_epochs=2")
+    assert done.returncode != 0
+    assert "epochs: recorded 1, requested 2" in done.stderr
+
+
+def test_unknown_search_space_is_refused():
+    done = _main("--search_space=resnet50")
+    assert done.returncode != 0
+    assert "--search_space" in done.stderr and "cifar_mobilenet_v2" in done.stderr
+
+
+def test_target_below_the_smallest_model_states_the_smallest_cost(tmp_path):
+    done = _main("--target_madds=1000", "--image_size=8", "--max_examples=20", f"--search_dir={tmp_path}")
+    assert done.returncode != 0
+    assert "--target_madds: cost target <= 1000 is impossible: the smallest achievable cost is" in done.stderr
+    assert not (tmp_path / "trials.sqlite").exists()
+
+
+def test_two_targets_are_refused():
+    done = _main("--target_madds=5e6", "--target_params=1e5")
+    assert done.returncode != 0 and "give at most one of --target_madds" in done.stderr
+
+
+def test_mock_tfds_dataset_runs_the_main_job(tmp_path):
+    import tensorflow_datasets as tfds
+    from absl import flags
+
+    from layernas_tf import main as job
+
+    argv = ["layernas", "--dataset=mnist", f"--data_dir={tmp_path / 'tfds'}", f"--search_dir={tmp_path / 'search'}",
+            *TINY, "--max_trials=2"]
+    flags.FLAGS(argv)
+    try:
+        with tfds.testing.mock_data(num_examples=60):
+            job.main(["layernas"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    results = json.loads((tmp_path / "search" / "results.json").read_text())
+    assert results["dataset"] == "mnist" and results["trials"] == {"completed": 2, "failed": 0}
+    assert os.path.getsize(results["winner"]["tflite"]["int8"]) > 1000

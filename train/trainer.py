@@ -1,0 +1,159 @@
+"""Proxy and final training of one Keras model, with the wall time split into tracing, steps and evaluation.
+
+`compile_model` is the default compile (Adam, sparse categorical cross-entropy, accuracy); callers with
+their own pipeline compile the model themselves and only use `fit_and_evaluate`. A run whose loss
+becomes NaN or infinite raises `TrialFailure`, which the search records as a failed trial.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import dataclasses
+import math
+import statistics
+import time
+import warnings
+from typing import Dict, List, Optional
+
+import keras
+import tensorflow as tf
+
+OPTIMIZERS = ("adam", "sgd")
+# fit() defaults to shuffle=True and warns that a tf.data input is not reshuffled by it; ours are.
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+
+
+class TrialFailure(RuntimeError):
+    """Training produced no usable model (NaN or infinite loss)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How a candidate is trained.
+
+    Attributes:
+      epochs: passes over the train split.
+      batch_size: examples per step (used by callers that batch the data).
+      learning_rate: peak learning rate; it decays by cosine to 0 over the run.
+      optimizer: 'adam' or 'sgd' (momentum 0.9).
+      steps_per_execution: training steps run per compiled call; fewer Python round trips per epoch.
+      label_smoothing: cross-entropy label smoothing.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 5e-3
+    optimizer: str = "adam"
+    steps_per_execution: int = 8
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
+            raise ValueError(f"epochs, batch_size and steps_per_execution must be >= 1, got {self.epochs}, "
+                             f"{self.batch_size}, {self.steps_per_execution}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Validation metrics of a trained model and where its wall time went (seconds)."""
+
+    val_accuracy: float
+    val_loss: float
+    train_loss: float
+    timings: Dict[str, float]
+
+
+def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> keras.Model:
+    """Compile `model` with the default optimizer, loss and accuracy metric for integer labels."""
+    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(1, settings.epochs * steps_per_epoch))
+    if settings.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(schedule)
+    else:
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    if settings.label_smoothing:
+        loss = _smoothed_loss(model.output_shape[-1], settings.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+                  steps_per_execution=settings.steps_per_execution)
+    return model
+
+
+def _smoothed_loss(num_classes: int, smoothing: float):
+    categorical = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+
+    def loss(y_true, y_pred):
+        return categorical(tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes), y_pred)
+
+    return loss
+
+
+class PhaseTimer(keras.callbacks.Callback):
+    """Wall time of each compiled train / test call, to split tracing from steady-state steps.
+
+    The first call of a compiled function traces and compiles it; tracing time is estimated as the
+    first call's time minus the median of the later calls.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.calls: Dict[str, List[float]] = {"train": [], "test": []}
+        self._start = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls["train"].append(time.perf_counter() - self._start)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.calls["test"].append(time.perf_counter() - self._start)
+
+    def trace_seconds(self, phase: str) -> float:
+        calls = self.calls[phase]
+        if len(calls) < 2:
+            return 0.0
+        return max(0.0, calls[0] - statistics.median(calls[1:]))
+
+
+def fit_and_evaluate(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset, epochs: int,
+                     callbacks: Optional[list] = None, fit_kwargs: Optional[dict] = None) -> TrainResult:
+    """Fit a compiled `model` on batched `train`, then evaluate it on batched `validation`.
+
+    Returns the validation accuracy and loss, the last training loss and timings:
+    `trace` (first compiled train and test calls beyond a steady call), `train` (the other fit time),
+    `eval` (the other evaluation time).
+
+    Raises:
+      TrialFailure: the training or validation loss is NaN or infinite.
+      ValueError: the model was compiled without an 'accuracy' metric.
+    """
+    timer = PhaseTimer()
+    fit_kwargs = dict(fit_kwargs or {})
+    callbacks = [timer, keras.callbacks.TerminateOnNaN(), *(callbacks or []), *fit_kwargs.pop("callbacks", [])]
+    start = time.perf_counter()
+    history = model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks, **fit_kwargs)
+    fit_seconds = time.perf_counter() - start
+    losses = history.history.get("loss", [])
+    if not losses or any(not math.isfinite(v) for v in losses):
+        raise TrialFailure(f"training loss is not finite after {len(losses)} epoch(s): {losses[-1:]}")
+    start = time.perf_counter()
+    metrics = model.evaluate(validation, verbose=0, return_dict=True, callbacks=[timer])
+    eval_seconds = time.perf_counter() - start
+    if "accuracy" not in metrics:
+        raise ValueError(f"the model must be compiled with metrics=['accuracy']; evaluate returned {sorted(metrics)}")
+    if not math.isfinite(metrics["loss"]):
+        raise TrialFailure(f"validation loss is not finite: {metrics['loss']}")
+    trace_train, trace_test = timer.trace_seconds("train"), timer.trace_seconds("test")
+    timings = {"trace": trace_train + trace_test, "train": fit_seconds - trace_train, "eval": eval_seconds - trace_test}
+    return TrainResult(float(metrics["accuracy"]), float(metrics["loss"]), float(losses[-1]), timings)
