@@ -70,6 +70,42 @@ def test_qat_wraps_a_v3_candidate_and_converts_to_int8():
     assert scores.shape == (8, 10)
 
 
+@pytest.mark.parametrize("name", ["cifar_mobilenet_v2", "mobilenet_v3_small"])
+def test_qat_finetune_starts_from_the_trained_keras3_weights(name):
+    import tensorflow as tf
+    import tf_keras
+
+    from export.qat import copy_weights_by_name, qat_finetune
+
+    space = get_space(name)
+    encoding = space.random(__import__("random").Random(3))
+    trained = build(space, encoding, (32, 32, 3), 4)
+    images = np.random.default_rng(2).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+    labels = np.arange(16) % 4
+    twin = build(space, encoding, (32, 32, 3), 4, keras_module=tf_keras)
+    copied = copy_weights_by_name(trained, twin)
+    assert copied == sum(bool(layer.get_weights()) for layer in trained.layers)
+    np.testing.assert_allclose(twin.predict(images, verbose=0), trained.predict(images, verbose=0), atol=1e-4)
+    qat = qat_finetune(trained, space, encoding, tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
+                       epochs=1, num_classes=4)
+    scores = predict(tflite.convert(qat, "int8", images), images)
+    assert scores.shape == (16, 4)
+    # The int8 model follows the trained float model, not a fresh initialisation.
+    float_scores = trained.predict(images, verbose=0)
+    assert np.mean(scores.argmax(-1) == float_scores.argmax(-1)) >= 0.75
+
+
+def test_copy_weights_refuses_a_different_architecture():
+    import tf_keras
+
+    from export.qat import copy_weights_by_name
+
+    space = get_space("cifar_mobilenet_v2")
+    with pytest.raises(ValueError, match="weight shapes differ"):
+        copy_weights_by_name(build(space, "default", (32, 32, 3), 4),
+                             build(space, "4-5-5-5-5-5-5", (32, 32, 3), 4, keras_module=tf_keras))
+
+
 def test_qat_refuses_a_keras3_model():
     from export.qat import quantize_model
 
