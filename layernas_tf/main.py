@@ -23,6 +23,7 @@ from absl import app, flags, logging
 
 import searchspaces
 from layernas_tf.search import parse_settings
+from layernas_tf.search.layernas import sweep_upper_bound
 from layernas_tf.search.problem import InfeasibleTargetError
 
 FLAGS = flags.FLAGS
@@ -123,6 +124,10 @@ def main(argv):
                              f"{data.num_classes} classes")
     logging.info("search %s (%d layers, %s candidates) for %s", space.name, space.num_layers,
                  f"{space.num_candidates:,}", target.describe())
+    one_sweep = sweep_upper_bound(space.num_options, 1, 1)
+    if FLAGS.max_trials < one_sweep:
+        logging.warning("--max_trials=%d is below one sweep over every layer (%d trials for %s): the search will "
+                        "only vary the first layers", FLAGS.max_trials, one_sweep, space.name)
 
     train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed)
     val_ds = data.batched("validation", FLAGS.batch_size)
@@ -185,7 +190,8 @@ def main(argv):
         exports[name] = (record, final, exported)
     winner_record, winner_final, winner_export = exports["winner"]
 
-    print("\n" + report.summary_table(result.trials, result.winner, target.metric))
+    print(f"\nbest trials within the target ({target.describe()}):")
+    print(report.summary_table(result.trials, result.winner, target.metric, target.min_value, target.max_value))
     print(f"\n{'model':<34} {'val_acc':>8} {'keras':>7} {'float':>7} {'int8':>7} {'float ms':>9} {'int8 ms':>8}")
     for name, (record, final, exp) in exports.items():
         print(f"{name:<34} {final.val_accuracy:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "

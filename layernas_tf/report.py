@@ -64,9 +64,13 @@ def best_so_far(trials: Sequence[TrialRecord], low: float, high: float) -> List[
     return out
 
 
-def summary_table(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], cost_name: str, top: int = 10) -> str:
-    """A text table of the best `top` completed trials and every failed one."""
-    completed = sorted((t for t in trials if t.status == COMPLETED), key=lambda t: -t.reward)[:top]
+def summary_table(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], cost_name: str, low: float,
+                  high: float, top: int = 10) -> str:
+    """A text table of the best `top` completed trials within [low, high], then every failed trial.
+
+    The winner is marked `*`."""
+    completed = sorted((t for t in trials if t.status == COMPLETED and low <= t.cost <= high),
+                       key=lambda t: (-t.reward, t.number))[:top]
     failed = [t for t in trials if t.status != COMPLETED]
     lines = [f"{'#':>4}  {'encoding':<30} {'val_acc':>8} {'MAdds':>12} {'params':>10} {cost_name:>12} {'seconds':>8}"]
     for t in completed + failed:
@@ -95,11 +99,15 @@ def plot_pareto(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], lo
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     done = [t for t in trials if t.status == COMPLETED]
     ax.scatter([t.cost for t in done], [t.reward for t in done], s=18, alpha=0.7, label="trials")
-    ax.axvspan(low, high, color="tab:green", alpha=0.08, label="target range")
+    costs = [t.cost for t in done] or [high]
+    left = min(min(costs), high) * 0.95 if not low else low * 0.95
+    right = max(max(costs), high) * 1.03
+    ax.axvspan(max(low, left), high, color="tab:green", alpha=0.08, label="target range")
     ax.axvline(high, color="tab:green", linewidth=1)
     if winner is not None:
         ax.scatter([winner.cost], [winner.reward], s=120, marker="*", color="tab:red", zorder=5,
                    label=f"winner {winner.encoding}")
+    ax.set_xlim(left, right)
     ax.set_xlabel(cost_name)
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
