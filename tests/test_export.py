@@ -87,7 +87,7 @@ def test_qat_finetune_starts_from_the_trained_keras3_weights(name):
     assert copied == sum(bool(layer.get_weights()) for layer in trained.layers)
     np.testing.assert_allclose(twin.predict(images, verbose=0), trained.predict(images, verbose=0), atol=1e-4)
     qat = qat_finetune(trained, space, encoding, tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
-                       epochs=1, num_classes=4)
+                       epochs=1, input_size=32, num_classes=4)
     scores = predict(tflite.convert(qat, "int8", images), images)
     assert scores.shape == (16, 4)
     # The int8 model follows the trained float model, not a fresh initialisation.
@@ -147,3 +147,17 @@ def test_profile_cli_refuses_an_unknown_space():
     result = _profile("--search_space=resnet50")
     assert result.returncode != 0
     assert "search_space" in result.stderr and "mobilenet_v3_large" in result.stderr
+
+
+def test_latency_model_is_calibrated_on_measured_candidates():
+    from layernas_tf.api import Target, make_problem
+    from layernas_tf.profiler import calibrate_latency_model
+
+    space = get_space("cifar_mobilenet_v2")
+    model = calibrate_latency_model(space, 8, 10, "float", samples=4, runs=3)
+    assert len(model.samples) == 4 and all(ms > 0 for _, ms in model.samples)
+    assert all(c >= 0 for c in model.coefficients) and model.mean_abs_error_pct >= 0
+    problem = make_problem(space, Target("latency_ms", 1e3), 8, 10, model)
+    assert problem.cost_of(problem.cheapest) <= model(space.default) <= problem.cost_of(problem.costliest)
+    with pytest.raises(ValueError, match="a latency_ms target needs latency_fn"):
+        make_problem(space, Target("latency_ms", 1.0), 8, 10)

@@ -14,7 +14,7 @@ place. A failed evaluation (reward None) is reported to the library as reward -i
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List
 
 from layernas_tf.search.base import Searcher, Trial
 from layernas_tf.search.baselines import random_encoding
