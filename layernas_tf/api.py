@@ -177,7 +177,7 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
         costs = candidate_costs(space, encoding, input_size, num_classes)
         cost = problem.cost_of(encoding)
         timings = {"profile": time.perf_counter() - start}
-        record = TrialRecord(len(store.trials()), key, cost, costs.madds, costs.params, FAILED, timings=timings)
+        record = TrialRecord(len(by_encoding), key, cost, costs.madds, costs.params, FAILED, timings=timings)
         try:
             keras.utils.set_random_seed(trial_seed(seed, key))
             start = time.perf_counter()

@@ -32,6 +32,14 @@ def _stored(search_dir):
         db.close()
 
 
+def _stored_count(search_dir):
+    """Trials stored so far; 0 while the store is still being created by the running job."""
+    try:
+        return len(_stored(search_dir)) if (search_dir / "trials.sqlite").exists() else 0
+    except sqlite3.OperationalError:  # the file exists but its tables are not created yet
+        return 0
+
+
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     """Three classes of 24 PNG images each: a bright square at a class-specific corner on noise."""
@@ -95,7 +103,7 @@ def test_search_resumes_after_sigkill_without_retraining(finished_run, image_fol
     process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     while time.time() < deadline and process.poll() is None:
-        if (search_dir / "trials.sqlite").exists() and len(_stored(search_dir)) >= 2:
+        if _stored_count(search_dir) >= 2:
             break
         time.sleep(0.2)
     assert process.poll() is None, "the run ended before it could be killed"
@@ -106,12 +114,12 @@ def test_search_resumes_after_sigkill_without_retraining(finished_run, image_fol
     done = _main(f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _stored(search_dir)
-    assert after[:len(before)] == before  # the stored trials were not trained again
+    assert after[:len(before)] == before, (before, after)  # the stored trials were not trained again
     results = json.loads((search_dir / "results.json").read_text())
     assert results["resumed_trials"] == len(before)
     # The same search as the uninterrupted run: same candidates in the same order, same winner.
     reference_dir, _ = finished_run
-    assert [row[1] for row in after] == [row[1] for row in _stored(reference_dir)]
+    assert [row[1] for row in after] == [row[1] for row in _stored(reference_dir)], (after, _stored(reference_dir))
     assert results["winner"]["encoding"] == json.loads((reference_dir / "results.json").read_text())["winner"]["encoding"]
 
 

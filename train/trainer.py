@@ -40,7 +40,6 @@ class TrainSettings:
       learning_rate: peak learning rate; it decays by cosine to 0 over the run.
       optimizer: 'adam' or 'sgd' (momentum 0.9).
       steps_per_execution: training steps run per compiled call; fewer Python round trips per epoch.
-      label_smoothing: cross-entropy label smoothing.
     """
 
     epochs: int = 3
@@ -48,7 +47,6 @@ class TrainSettings:
     learning_rate: float = 5e-3
     optimizer: str = "adam"
     steps_per_execution: int = 8
-    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
@@ -77,22 +75,9 @@ def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: 
         optimizer = keras.optimizers.Adam(schedule)
     else:
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
-    if settings.label_smoothing:
-        loss = _smoothed_loss(model.output_shape[-1], settings.label_smoothing)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
                   steps_per_execution=settings.steps_per_execution)
     return model
-
-
-def _smoothed_loss(num_classes: int, smoothing: float):
-    categorical = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-
-    def loss(y_true, y_pred):
-        return categorical(tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes), y_pred)
-
-    return loss
 
 
 class PhaseTimer(keras.callbacks.Callback):
