@@ -21,6 +21,7 @@ from typing import Dict, List, Tuple
 from absl import app, flags, logging
 
 from layernas_tf.search import ALGORITHMS, make_searcher, parse_settings
+from layernas_tf.settings_flag import define_layernas_settings
 from layernas_tf.search.harness import RunResult, run_searcher, summarize
 from layernas_tf.search.problem import InfeasibleTargetError
 from layernas_tf.search.tables import TableError, describe, load_table
@@ -33,8 +34,7 @@ flags.DEFINE_float("flops_fraction", 0.5, "Cost target: FLOPs at most this fract
 flags.DEFINE_list("budgets", ["25", "50", "100", "200", "400"], "Query budgets.")
 flags.DEFINE_string("out", "runs/benchmark", "Output folder.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes.", lower_bound=1)
-flags.DEFINE_list("layernas_settings", [], "LayerNAS settings as key=value pairs, e.g. fill=cheapest,refine=none; "
-                  "the results are then labelled layernas[key=value,...].")
+define_layernas_settings(" The results are then labelled layernas[key=value,...].")
 
 
 @flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
@@ -45,15 +45,6 @@ def _check_algorithms(values):
 @flags.validator("budgets", message="--budgets: comma-separated positive integers, e.g. 25,50,100")
 def _check_budgets(values):
     return bool(values) and all(v.isdigit() and int(v) > 0 for v in values)
-
-
-@flags.validator("layernas_settings", message="--layernas_settings: see the error above")
-def _check_settings(values):
-    try:
-        parse_settings("layernas", values)
-    except ValueError as e:
-        raise flags.ValidationError(f"--layernas_settings: {e}")
-    return True
 
 
 @flags.validator("flops_fraction", message="--flops_fraction must be in (0, 1]")

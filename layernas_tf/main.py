@@ -24,6 +24,7 @@ from absl import app, flags, logging
 import searchspaces
 from layernas_tf.search import parse_settings
 from layernas_tf.search.layernas import sweep_upper_bound
+from layernas_tf.settings_flag import define_layernas_settings
 from layernas_tf.search.problem import InfeasibleTargetError
 
 FLAGS = flags.FLAGS
@@ -41,7 +42,7 @@ flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite 
 flags.DEFINE_float("target_latency_ms_min", 0.0, "Optional lower bound on latency (ms).", lower_bound=0)
 flags.DEFINE_enum("latency_format", "int8", ["float", "int8"], "TFLite format a latency target refers to.")
 flags.DEFINE_integer("max_trials", 24, "At most this many candidates are trained.", lower_bound=1)
-flags.DEFINE_list("layernas_settings", [], "LayerNAS settings as key=value, e.g. per_bucket=2,refine=none.")
+define_layernas_settings()
 flags.DEFINE_integer("proxy_epochs", 3, "Training epochs per candidate during the search.", lower_bound=1)
 flags.DEFINE_integer("final_epochs", 15, "Training epochs of the winner.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
@@ -62,15 +63,6 @@ TARGET_FLAGS = ("target_madds", "target_params", "target_latency_ms")
                              "--target_latency_ms (none: MAdds of the space's default candidate)")
 def _one_target(values):
     return sum(values[f] is not None for f in TARGET_FLAGS) <= 1
-
-
-@flags.validator("layernas_settings", message="--layernas_settings: see the error above")
-def _check_settings(values):
-    try:
-        parse_settings("layernas", values)
-    except ValueError as e:
-        raise flags.ValidationError(f"--layernas_settings: {e}")
-    return True
 
 
 def target_from_flags(space, input_size: int, num_classes: int):

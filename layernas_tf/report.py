@@ -92,6 +92,17 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, xlabel: str, path: str, legend_size: int) -> None:
+    """Label, grid and legend a validation-accuracy plot, then write it to `path`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_pareto(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], low: float, high: float,
                 cost_name: str, path: str) -> None:
     """Reward against cost for every completed trial, with the target range shaded and the winner marked."""
@@ -108,13 +119,7 @@ def plot_pareto(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], lo
         ax.scatter([winner.cost], [winner.reward], s=120, marker="*", color="tab:red", zorder=5,
                    label=f"winner {winner.encoding}")
     ax.set_xlim(left, right)
-    ax.set_xlabel(cost_name)
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, cost_name, path, legend_size=7)
 
 
 def plot_search(trials: Sequence[TrialRecord], low: float, high: float, path: str) -> None:
@@ -126,13 +131,7 @@ def plot_search(trials: Sequence[TrialRecord], low: float, high: float, path: st
                s=12, alpha=0.5, color="grey", label="trial")
     best = best_so_far(trials, low, high)
     ax.step(xs, [b if b is not None else math.nan for b in best], where="post", linewidth=2, label="best within target")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, "trial", path, legend_size=8)
 
 
 def results_payload(winner: Optional[TrialRecord], export: Optional[object], counts: Dict[str, int],
