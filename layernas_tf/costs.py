@@ -77,14 +77,26 @@ def candidate_costs(space: SearchSpace, encoding: Sequence[int], input_size: int
     return architecture_costs(space.resolve(encoding, input_size or None, num_classes or None))
 
 
-def cost_function(space: SearchSpace, metric: str, input_size: int = 0, num_classes: int = 0):
-    """A fast `encoding tuple -> cost` callable for the searcher (encodings assumed valid)."""
+@dataclasses.dataclass(frozen=True)
+class CostFunction:
+    """A fast, picklable `encoding tuple -> cost` callable for the searcher (encodings assumed valid)."""
+
+    space: SearchSpace
+    metric: str
+    input_size: int
+    num_classes: int
+
+    def __call__(self, encoding: Tuple[int, ...]) -> int:
+        arch = self.space.resolve_unchecked(encoding, self.input_size, self.num_classes)
+        return getattr(architecture_costs(arch), self.metric)
+
+
+def cost_function(space: SearchSpace, metric: str, input_size: int = 0, num_classes: int = 0) -> CostFunction:
+    """A fast `encoding tuple -> cost` callable for the searcher (encodings assumed valid).
+
+    Raises:
+      ValueError: `metric` is not one of COST_METRICS.
+    """
     if metric not in COST_METRICS:
         raise ValueError(f"unknown cost metric {metric!r}; allowed: {', '.join(COST_METRICS)}")
-    input_size = input_size or space.input_size
-    num_classes = num_classes or space.num_classes
-
-    def cost(encoding: Tuple[int, ...]) -> int:
-        return getattr(architecture_costs(space.resolve_unchecked(encoding, input_size, num_classes)), metric)
-
-    return cost
+    return CostFunction(space, metric, input_size or space.input_size, num_classes or space.num_classes)

@@ -16,12 +16,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import importlib.util
 import pathlib
 import time
 
 from absl import app, flags, logging
 
 import searchspaces
+from layernas_tf.api import SEARCHERS, TooManyFailuresError
+from train.spec import CACHES, FOLDER_PREFIX, MIN_IMAGE_SIZE
 from layernas_tf.search import parse_settings
 from layernas_tf.search.layernas import sweep_upper_bound
 from layernas_tf.settings_flag import define_layernas_settings
@@ -31,8 +34,17 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("search_space", "cifar_mobilenet_v2", list(searchspaces.SPACE_NAMES), "Search space.")
 flags.DEFINE_string("dataset", "digits", "'digits' (offline default), 'folder:<dir>' or a TFDS name (e.g. cifar10).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_integer("image_size", 0, "Image side in pixels; 0 = the search space's input size.", lower_bound=0)
+flags.DEFINE_integer("image_size", 0, f"Image side in pixels, at least {MIN_IMAGE_SIZE}; 0 = the search space's "
+                     "input size.", lower_bound=0)
 flags.DEFINE_integer("max_examples", None, "Cap on examples per split (quick runs).", lower_bound=1)
+flags.DEFINE_integer("proxy_examples", None, "Proxy-train each candidate on a fixed, seeded, class-balanced subset "
+                     "of this many train examples (the final training uses all of them).", lower_bound=1)
+flags.DEFINE_enum("cache", "auto", list(CACHES), "Where the decoded uint8 splits are cached: 'memory', 'disk' (a "
+                  "directory of the training process), 'none', or 'auto' (memory if a split fits "
+                  "--cache_memory_mb, else disk).")
+flags.DEFINE_float("cache_memory_mb", None, "Memory budget of --cache=auto per split, in MB (default: a quarter "
+                   "of physical memory).", lower_bound=0)
+flags.DEFINE_string("cache_dir", None, "Base directory of --cache=disk caches (default: the system temp directory).")
 flags.DEFINE_float("target_madds", None, "Cost target: at most this many multiply-adds.", lower_bound=0)
 flags.DEFINE_float("target_madds_min", 0.0, "Optional lower bound on MAdds.", lower_bound=0)
 flags.DEFINE_float("target_params", None, "Cost target: at most this many parameters.", lower_bound=0)
@@ -42,11 +54,15 @@ flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite 
 flags.DEFINE_float("target_latency_ms_min", 0.0, "Optional lower bound on latency (ms).", lower_bound=0)
 flags.DEFINE_enum("latency_format", "int8", ["float", "int8"], "TFLite format a latency target refers to.")
 flags.DEFINE_integer("max_trials", 24, "At most this many candidates are trained.", lower_bound=1)
+flags.DEFINE_enum("searcher", "layernas", list(SEARCHERS), "Search algorithm (constraint-aware: proposes only "
+                  "candidates within the target). optuna_tpe and pyglove_evolution need the [bench] extra.")
 define_layernas_settings()
+flags.DEFINE_integer("max_consecutive_failures", 3, "Stop after this many failed trials in a row (a bug, not bad "
+                     "candidates); the stored trials are kept and a rerun resumes.", lower_bound=1)
 flags.DEFINE_integer("proxy_epochs", 3, "Training epochs per candidate during the search.", lower_bound=1)
 flags.DEFINE_integer("final_epochs", 15, "Training epochs of the winner.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 5e-3, "Peak Adam learning rate (cosine decay).", lower_bound=0)
+flags.DEFINE_float("learning_rate", 5e-3, "Peak Adam learning rate (cosine decay), > 0.", lower_bound=0)
 flags.DEFINE_float("bn_momentum", 0.9, "BatchNormalization momentum of the candidates.", lower_bound=0, upper_bound=0.999)
 flags.DEFINE_integer("bucket_winners", 0, "Also train and export the best of this many cost buckets near the "
                      "target (0: the winner only).", lower_bound=0)
@@ -63,6 +79,42 @@ TARGET_FLAGS = ("target_madds", "target_params", "target_latency_ms")
                              "--target_latency_ms (none: MAdds of the space's default candidate)")
 def _one_target(values):
     return sum(values[f] is not None for f in TARGET_FLAGS) <= 1
+
+
+for _name in TARGET_FLAGS:
+    flags.register_validator(_name, lambda value: value is None or value > 0,
+                             message=f"--{_name} must be > 0 (a cost the model may not exceed)")
+    flags.register_multi_flags_validator(
+        [_name, f"{_name}_min"], lambda v, n=_name: v[n] is None or v[f"{n}_min"] <= v[n],
+        message=f"--{_name}_min must not exceed --{_name}")
+flags.register_validator("learning_rate", lambda value: value > 0, message="--learning_rate must be > 0")
+flags.register_validator("image_size", lambda value: value == 0 or value >= MIN_IMAGE_SIZE,
+                         message=f"--image_size must be 0 (the search space's input size) or at least {MIN_IMAGE_SIZE}")
+
+
+@flags.validator("dataset", message="--dataset: expected 'digits', 'folder:<existing directory>' or a TFDS name")
+def _dataset_names_something(value):
+    if value.startswith(FOLDER_PREFIX):
+        directory = value[len(FOLDER_PREFIX):]
+        if not os.path.isdir(directory):
+            raise flags.ValidationError(f"--dataset={value}: folder {directory!r} does not exist")
+    return bool(value)
+
+
+@flags.multi_flags_validator(["searcher", "layernas_settings"])
+def _settings_match_the_searcher(values):
+    if values["layernas_settings"] and values["searcher"] != "layernas":
+        raise flags.ValidationError(f"--layernas_settings applies to --searcher=layernas only, "
+                                    f"not --searcher={values['searcher']}")
+    return True
+
+
+@flags.validator("searcher")
+def _searcher_installed(value):
+    missing = {"optuna_tpe": "optuna", "pyglove_evolution": "pyglove"}.get(value)
+    if missing and importlib.util.find_spec(missing) is None:
+        raise flags.ValidationError(f"--searcher={value} needs {missing}: pip install -e \".[bench]\"")
+    return True
 
 
 def target_from_flags(space, input_size: int, num_classes: int):
@@ -96,13 +148,15 @@ def main(argv):
     start = time.perf_counter()
     space = searchspaces.get_space(FLAGS.search_space)
     image_size = FLAGS.image_size or space.input_size
-    settings = parse_settings("layernas", FLAGS.layernas_settings)
+    settings = parse_settings("layernas", FLAGS.layernas_settings) if FLAGS.searcher == "layernas" else {}
     try:
         data = load_dataset(FLAGS.dataset, image_size, FLAGS.seed, FLAGS.data_dir, max_examples=FLAGS.max_examples)
     except ValueError as e:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}")
     logging.info("data %s: %s examples, %d classes, %dx%d", data.name, data.sizes, data.num_classes, image_size, image_size)
     target, target_flag = target_from_flags(space, image_size, data.num_classes)
+    if target.metric != "latency_ms":
+        _check_target(space, target, target_flag, image_size, data.num_classes, None)
     search_dir = pathlib.Path(FLAGS.search_dir)
     latency_fn = None
     if target.metric == "latency_ms":
@@ -114,23 +168,26 @@ def main(argv):
         logging.info("latency model (%s .tflite, 1 thread): %s; leave-one-out error %.1f%% on %d measured candidates",
                      FLAGS.latency_format, latency_fn.to_json()["coefficients_ms"], latency_fn.mean_abs_error_pct,
                      len(latency_fn.samples))
-    try:
-        api.make_problem(space, target, image_size, data.num_classes, latency_fn)
-    except InfeasibleTargetError as e:
-        raise app.UsageError(f"--{target_flag}: {e} for --search_space={space.name} at {image_size}x{image_size}, "
-                             f"{data.num_classes} classes")
-    logging.info("search %s (%d layers, %s candidates) for %s", space.name, space.num_layers,
-                 f"{space.num_candidates:,}", target.describe())
+        _check_target(space, target, target_flag, image_size, data.num_classes, latency_fn)
+    logging.info("search %s (%d layers, %s candidates) with %s for %s", space.name, space.num_layers,
+                 f"{space.num_candidates:,}", FLAGS.searcher, target.describe())
     one_sweep = sweep_upper_bound(space.num_options, 1, 1)
-    if FLAGS.max_trials < one_sweep:
+    if FLAGS.searcher == "layernas" and FLAGS.max_trials < one_sweep:
         logging.warning("--max_trials=%d is below one sweep over every layer (%d trials for %s): the search will "
                         "only vary the first layers", FLAGS.max_trials, one_sweep, space.name)
 
-    train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed)
-    val_ds = data.batched("validation", FLAGS.batch_size)
+    cache = dict(cache=FLAGS.cache, cache_memory_mb=FLAGS.cache_memory_mb, cache_dir=FLAGS.cache_dir)
+    train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed, **cache)
+    proxy_train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed,
+                                  examples=FLAGS.proxy_examples, **cache)
+    val_ds = data.batched("validation", FLAGS.batch_size, **cache)
+    logging.info("cache: train %s, validation %s; proxy training on %d of %d train examples",
+                 data.cache_mode("train", FLAGS.cache, FLAGS.cache_memory_mb),
+                 data.cache_mode("validation", FLAGS.cache, FLAGS.cache_memory_mb),
+                 data.examples("train", FLAGS.proxy_examples), data.sizes["train"])
     train_settings = TrainSettings(epochs=FLAGS.proxy_epochs, batch_size=FLAGS.batch_size,
                                    learning_rate=FLAGS.learning_rate)
-    steps = int(train_ds.cardinality())
+    proxy_steps = data.steps_per_epoch("train", FLAGS.batch_size, FLAGS.proxy_examples)
     tensorboard = report.TensorBoardLogger(str(search_dir / "tensorboard"), space, target.metric)
     progress = _progress_bar(FLAGS.max_trials)
 
@@ -145,13 +202,19 @@ def main(argv):
 
     try:
         result = api.search(
-            space, train_ds, val_ds, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
-            search_dir=str(search_dir), compile_fn=lambda m: compile_model(m, train_settings, steps),
+            space, proxy_train_ds, val_ds, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
+            search_dir=str(search_dir), compile_fn=lambda m: compile_model(m, train_settings, proxy_steps),
             input_size=image_size, num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed,
-            searcher_settings=settings, latency_fn=latency_fn,
+            searcher=FLAGS.searcher, searcher_settings=settings, latency_fn=latency_fn,
+            max_consecutive_failures=FLAGS.max_consecutive_failures,
             config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
-                    "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format},
+                    "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format,
+                    "proxy_examples": FLAGS.proxy_examples},
             on_trial=on_trial, on_resume=on_resume)
+    except TooManyFailuresError as e:
+        logging.error("%s", e)
+        print(f"ERROR: {e}")
+        raise SystemExit(1)
     finally:
         progress.close()
     search_seconds = time.perf_counter() - start
@@ -171,7 +234,7 @@ def main(argv):
         keras.utils.set_random_seed(api.trial_seed(FLAGS.seed, record.encoding))
         model = build(space, record.encoding, (image_size, image_size, 3), data.num_classes,
                                    bn_momentum=FLAGS.bn_momentum)
-        compile_model(model, final_settings, steps)
+        compile_model(model, final_settings, data.steps_per_epoch("train", FLAGS.batch_size))
         final = fit_and_evaluate(model, train_ds, val_ds, FLAGS.final_epochs)
         logging.info("%s %s: validation accuracy %.4f after %d epochs", name, record.encoding, final.val_accuracy,
                      FLAGS.final_epochs)
@@ -188,7 +251,8 @@ def main(argv):
     winner_record, winner_final, winner_export = exports["winner"]
 
     print(f"\nbest trials within the target ({target.describe()}):")
-    print(report.summary_table(result.trials, result.winner, target.metric, target.min_value, target.max_value))
+    print(report.summary_table(result.trials, result.winner, target.metric, target.min_value, target.max_value,
+                               scores=result.scores))
     print(f"\n{'model':<34} {'val_acc':>8} {'keras':>7} {'float':>7} {'int8':>7} {'float ms':>9} {'int8 ms':>8}")
     for name, (record, final, exp) in exports.items():
         print(f"{name:<34} {final.val_accuracy:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "
@@ -217,6 +281,17 @@ def main(argv):
           f"winner {winner_record.encoding}: {winner_record.madds:,} MAdds, {winner_record.params:,} params")
     print(f"wrote {search_dir / 'results.json'}, pareto.png, search.png, export/ and tensorboard/ "
           f"in {time.perf_counter() - start:.0f} s")
+
+
+def _check_target(space, target, target_flag: str, image_size: int, num_classes: int, latency_fn) -> None:
+    """Refuse a target no candidate meets, naming the flag and the smallest cost."""
+    from layernas_tf import api
+
+    try:
+        api.make_problem(space, target, image_size, num_classes, latency_fn)
+    except InfeasibleTargetError as e:
+        raise app.UsageError(f"--{target_flag}: {e} for --search_space={space.name} at {image_size}x{image_size}, "
+                             f"{num_classes} classes")
 
 
 def _progress_bar(total: int):

@@ -65,19 +65,32 @@ def best_so_far(trials: Sequence[TrialRecord], low: float, high: float) -> List[
 
 
 def summary_table(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], cost_name: str, low: float,
-                  high: float, top: int = 10) -> str:
+                  high: float, top: int = 10, scores: Optional[Dict[str, float]] = None) -> str:
     """A text table of the best `top` completed trials within [low, high], then every failed trial.
 
-    The winner is marked `*`."""
-    completed = sorted((t for t in trials if t.status == COMPLETED and low <= t.cost <= high),
-                       key=lambda t: (-t.reward, t.number))[:top]
-    failed = [t for t in trials if t.status != COMPLETED]
-    lines = [f"{'#':>4}  {'encoding':<30} {'val_acc':>8} {'MAdds':>12} {'params':>10} {cost_name:>12} {'seconds':>8}"]
+    Trials are ranked as the searcher ranks them (`scores`: encoding -> selection score, e.g.
+    `SearchResult.scores`; the reward when absent). The target metric is shown once: MAdds and params
+    always, and a third cost column only for another metric (latency). The winner is marked `*`.
+    """
+    scores = scores or {}
+
+    def score(t: TrialRecord) -> float:
+        return scores.get(t.encoding, t.reward)
+
+    trained = [t for t in trials if t.repeat_of is None]
+    completed = sorted((t for t in trained if t.status == COMPLETED and low <= t.cost <= high),
+                       key=lambda t: (-score(t), -t.reward, t.number))[:top]
+    failed = [t for t in trained if t.status != COMPLETED]
+    extra_cost = cost_name not in ("madds", "params")
+    header = f"{'#':>4}  {'encoding':<30} {'val_acc':>8} {'score':>8} {'MAdds':>12} {'params':>10}"
+    lines = [header + (f" {cost_name:>12}" if extra_cost else "") + f" {'seconds':>8}"]
     for t in completed + failed:
         mark = "*" if winner is not None and t.number == winner.number else " "
         acc = f"{t.reward:.4f}" if t.reward is not None else "FAILED"
-        lines.append(f"{t.number:>3}{mark}  {t.encoding:<30} {acc:>8} {t.madds:>12,} {t.params:>10,} {t.cost:>12,.4g} "
-                     f"{sum(t.timings.values()):>8.1f}")
+        line = f"{t.number:>3}{mark}  {t.encoding:<30} {acc:>8} "
+        line += f"{score(t):>8.4f}" if t.reward is not None else f"{'':>8}"
+        line += f" {t.madds:>12,} {t.params:>10,}" + (f" {t.cost:>12,.4g}" if extra_cost else "")
+        lines.append(line + f" {sum(t.timings.values()):>8.1f}")
         if t.error:
             lines.append(f"      error: {t.error[:160]}")
     return "\n".join(lines)

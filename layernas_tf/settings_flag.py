@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from layernas_tf.search import parse_settings
+from layernas_tf.search import Problem, make_searcher, parse_settings
 
 NAME = "layernas_settings"
 
@@ -21,9 +21,21 @@ def define_layernas_settings(help_suffix: str = "", flag_values: flags.FlagValue
 
     def check(values):
         try:
-            parse_settings("layernas", values)
+            check_settings("layernas", values)
         except ValueError as e:
             raise flags.ValidationError(f"--{NAME}: {e}")
         return True
 
     flags.register_validator(NAME, check, message=f"--{NAME}: see the error above", flag_values=flag_values)
+
+
+def check_settings(name: str, items) -> dict:
+    """Parse `key=value` items for searcher `name` and build it once on a tiny problem, so a value the
+    searcher refuses (not only a wrong type) is caught before any work starts.
+
+    Raises:
+      ValueError: naming the bad item or value and what is allowed.
+    """
+    settings = parse_settings(name, items)
+    make_searcher(name, Problem((2, 2), sum, max_cost=2), budget=10, seed=0, **settings)
+    return settings

@@ -1,5 +1,7 @@
 """Durable trial store for a search directory: SQLite, one committed row per finished trial.
 
+A searcher may propose an encoding it was already told about (random search can); such a proposal is
+stored as a row with `repeat_of` set to the trial that trained it, so the log replays exactly.
 Every trial is written in its own transaction as soon as it finishes (completed or failed), so a
 process killed at any moment loses at most the trial that was running. The search configuration is
 stored once; reopening the directory with a different configuration is refused with the list of
@@ -35,6 +37,7 @@ class TrialRecord:
     error: str = ""
     timings: Dict[str, float] = dataclasses.field(default_factory=dict)
     finished_at: float = 0.0
+    repeat_of: Optional[int] = None  # a proposal of an encoding already stored: answered from trial `repeat_of`
 
     @property
     def val_accuracy(self) -> Optional[float]:
@@ -62,11 +65,22 @@ class TrialStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, encoding TEXT UNIQUE, cost REAL, madds INTEGER, "
-            "params INTEGER, status TEXT, reward REAL, error TEXT, timings TEXT, finished_at REAL)"
-        )
+        self._create_trials_table()
         self._check_config(config)
+
+    def _create_trials_table(self) -> None:
+        """The trials table; a store from before repeated proposals (UNIQUE encodings) is migrated in place."""
+        schema = ("(number INTEGER PRIMARY KEY, encoding TEXT, cost REAL, madds INTEGER, params INTEGER, status TEXT, "
+                  "reward REAL, error TEXT, timings TEXT, finished_at REAL, repeat_of INTEGER)")
+        row = self._db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='trials'").fetchone()
+        if row is None:
+            self._db.execute(f"CREATE TABLE trials {schema}")
+        elif "repeat_of" not in row[0]:
+            with self._db:
+                self._db.execute("ALTER TABLE trials RENAME TO trials_before_repeats")
+                self._db.execute(f"CREATE TABLE trials {schema}")
+                self._db.execute("INSERT INTO trials SELECT *, NULL FROM trials_before_repeats")
+                self._db.execute("DROP TABLE trials_before_repeats")
 
     def _check_config(self, config: dict) -> None:
         recorded = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
@@ -95,20 +109,23 @@ class TrialStore:
         record.finished_at = record.finished_at or time.time()
         with self._db:
             self._db.execute(
-                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.number, record.encoding, record.cost, record.madds, record.params, record.status,
-                 record.reward, record.error, json.dumps(record.timings), record.finished_at),
+                 record.reward, record.error, json.dumps(record.timings), record.finished_at, record.repeat_of),
             )
         return record
 
     def trials(self) -> List[TrialRecord]:
         rows = self._db.execute(
-            "SELECT number, encoding, cost, madds, params, status, reward, error, timings, finished_at FROM trials ORDER BY number"
+            "SELECT number, encoding, cost, madds, params, status, reward, error, timings, finished_at, repeat_of "
+            "FROM trials ORDER BY number"
         )
-        return [TrialRecord(n, e, c, m, p, s, r, err or "", json.loads(t or "{}"), f) for n, e, c, m, p, s, r, err, t, f in rows]
+        return [TrialRecord(n, e, c, m, p, s, r, err or "", json.loads(t or "{}"), f, rep)
+                for n, e, c, m, p, s, r, err, t, f, rep in rows]
 
     def find(self, encoding: str) -> Optional[TrialRecord]:
-        return next((t for t in self.trials() if t.encoding == encoding), None)
+        """The trial that trained `encoding` (not a repeat of it), or None."""
+        return next((t for t in self.trials() if t.encoding == encoding and t.repeat_of is None), None)
 
     def close(self) -> None:
         self._db.close()
@@ -121,4 +138,7 @@ class TrialStore:
 
 
 def summary_counts(trials: Sequence[TrialRecord]) -> Dict[str, int]:
-    return {"completed": sum(t.status == COMPLETED for t in trials), "failed": sum(t.status == FAILED for t in trials)}
+    """Trained trials by status, and the repeated proposals answered from the store."""
+    trained = [t for t in trials if t.repeat_of is None]
+    return {"completed": sum(t.status == COMPLETED for t in trained), "failed": sum(t.status == FAILED for t in trained),
+            "repeated": len(trials) - len(trained)}

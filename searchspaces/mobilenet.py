@@ -8,6 +8,7 @@ default option of every layer reproduces the row, so the default candidate is th
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 from typing import List, Sequence, Tuple
 
@@ -20,6 +21,7 @@ from searchspaces.space import (
     SearchableLayer,
     SearchSpace,
     make_divisible,
+    without_duplicate_options,
 )
 
 BlockRow = collections.namedtuple("BlockRow", "kernel_size strides filters expand_ratio se activation")
@@ -119,84 +121,89 @@ def _v3_layers(rows: Sequence[BlockRow]) -> Tuple[SearchableLayer, ...]:
 
 
 def _resolve_v2(rows, alpha, stem_strides=2, stem_filters=None, head_filters=None):
+    """The V2 resolver for `rows`; a partial of a module-level function, so spaces can be pickled."""
     stem_filters = stem_filters or make_divisible(32 * alpha, 8)
     head_filters = head_filters or (1280 if alpha <= 1.0 else make_divisible(1280 * alpha, 8))
+    return functools.partial(_resolve_v2_rows, rows, alpha, stem_strides, stem_filters, head_filters)
 
-    def resolve(space: SearchSpace, encoding: Encoding, input_size: int, num_classes: int) -> Architecture:
-        stem = ConvSpec("stem", stem_filters, 3, stem_strides, "relu6")
-        in_filters = stem.filters
-        blocks: List[BlockConfig] = []
-        for i, (row, layer, index) in enumerate(zip(rows, space.layers, encoding)):
-            option = layer.options[index]
-            out_filters = make_divisible(int(row.filters * alpha * option.filters_multiplier), 8)
-            expand = option.expand_ratio
-            blocks.append(
-                BlockConfig(
-                    f"block_{i}", "mbconv", in_filters, out_filters,
-                    expanded_filters=0 if expand == 1 else int(in_filters * expand),
-                    kernel_size=option.kernel_size, strides=row.strides, activation=row.activation,
-                )
+
+def _resolve_v2_rows(rows, alpha, stem_strides, stem_filters, head_filters, space: SearchSpace, encoding: Encoding,
+                     input_size: int, num_classes: int) -> Architecture:
+    stem = ConvSpec("stem", stem_filters, 3, stem_strides, "relu6")
+    in_filters = stem.filters
+    blocks: List[BlockConfig] = []
+    for i, (row, layer, index) in enumerate(zip(rows, space.layers, encoding)):
+        option = layer.options[index]
+        out_filters = make_divisible(int(row.filters * alpha * option.filters_multiplier), 8)
+        expand = option.expand_ratio
+        blocks.append(
+            BlockConfig(
+                f"block_{i}", "mbconv", in_filters, out_filters,
+                expanded_filters=0 if expand == 1 else int(in_filters * expand),
+                kernel_size=option.kernel_size, strides=row.strides, activation=row.activation,
             )
-            in_filters = out_filters
-        head = ConvSpec("head_conv", head_filters, 1, 1, "relu6")
-        return Architecture(input_size, num_classes, stem, tuple(blocks), head)
-
-    return resolve
+        )
+        in_filters = out_filters
+    head = ConvSpec("head_conv", head_filters, 1, 1, "relu6")
+    return Architecture(input_size, num_classes, stem, tuple(blocks), head)
 
 
 def _resolve_v3(rows, last_point_filters):
-    def resolve(space: SearchSpace, encoding: Encoding, input_size: int, num_classes: int) -> Architecture:
-        stem = ConvSpec("stem", 16, 3, 2, "hard_swish")
-        in_filters = stem.filters
-        blocks: List[BlockConfig] = []
-        for i, (row, layer, index) in enumerate(zip(rows, space.layers, encoding)):
-            option = layer.options[index]
-            out_filters = make_divisible(row.filters * option.filters_multiplier)
-            expanded = 0 if row.expand_ratio == 1 else make_divisible(in_filters * row.expand_ratio)
-            mid = expanded or in_filters
-            blocks.append(
-                BlockConfig(
-                    f"block_{i}", "mbconv", in_filters, out_filters, expanded_filters=expanded,
-                    kernel_size=option.kernel_size, strides=row.strides,
-                    se_filters=make_divisible(mid * SE_RATIO) if option.se else 0, activation=row.activation,
-                )
-            )
-            in_filters = out_filters
-        head = ConvSpec("head_conv", make_divisible(in_filters * 6), 1, 1, "hard_swish")
-        return Architecture(
-            input_size, num_classes, stem, tuple(blocks), head,
-            head_point_filters=last_point_filters, head_point_activation="hard_swish", dropout_rate=0.2,
-        )
+    """The V3 resolver for `rows` (picklable, like `_resolve_v2`)."""
+    return functools.partial(_resolve_v3_rows, rows, last_point_filters)
 
-    return resolve
+
+def _resolve_v3_rows(rows, last_point_filters, space: SearchSpace, encoding: Encoding, input_size: int,
+                     num_classes: int) -> Architecture:
+    stem = ConvSpec("stem", 16, 3, 2, "hard_swish")
+    in_filters = stem.filters
+    blocks: List[BlockConfig] = []
+    for i, (row, layer, index) in enumerate(zip(rows, space.layers, encoding)):
+        option = layer.options[index]
+        out_filters = make_divisible(row.filters * option.filters_multiplier)
+        expanded = 0 if row.expand_ratio == 1 else make_divisible(in_filters * row.expand_ratio)
+        mid = expanded or in_filters
+        blocks.append(
+            BlockConfig(
+                f"block_{i}", "mbconv", in_filters, out_filters, expanded_filters=expanded,
+                kernel_size=option.kernel_size, strides=row.strides,
+                se_filters=make_divisible(mid * SE_RATIO) if option.se else 0, activation=row.activation,
+            )
+        )
+        in_filters = out_filters
+    head = ConvSpec("head_conv", make_divisible(in_filters * 6), 1, 1, "hard_swish")
+    return Architecture(
+        input_size, num_classes, stem, tuple(blocks), head,
+        head_point_filters=last_point_filters, head_point_activation="hard_swish", dropout_rate=0.2,
+    )
 
 
 def mobilenet_v2(alpha: float = 1.0, name: str = "mobilenet_v2") -> SearchSpace:
-    return SearchSpace(
+    return without_duplicate_options(SearchSpace(
         name, _v2_layers(MOBILENET_V2_BLOCKS), 224, 1000, _resolve_v2(MOBILENET_V2_BLOCKS, alpha),
         description=f"MobileNetV2 (alpha {alpha:g}), 17 blocks x (filters x kernel x expansion)",
-    )
+    ))
 
 
 def mobilenet_v3_large() -> SearchSpace:
-    return SearchSpace(
+    return without_duplicate_options(SearchSpace(
         "mobilenet_v3_large", _v3_layers(MOBILENET_V3_LARGE_BLOCKS), 224, 1000,
         _resolve_v3(MOBILENET_V3_LARGE_BLOCKS, 1280),
         description="MobileNetV3-Large, 15 blocks x (filters x kernel x squeeze-excite)",
-    )
+    ))
 
 
 def mobilenet_v3_small() -> SearchSpace:
-    return SearchSpace(
+    return without_duplicate_options(SearchSpace(
         "mobilenet_v3_small", _v3_layers(MOBILENET_V3_SMALL_BLOCKS), 224, 1000,
         _resolve_v3(MOBILENET_V3_SMALL_BLOCKS, 1024),
         description="MobileNetV3-Small, 11 blocks x (filters x kernel x squeeze-excite)",
-    )
+    ))
 
 
 def cifar_mobilenet_v2() -> SearchSpace:
-    return SearchSpace(
+    return without_duplicate_options(SearchSpace(
         "cifar_mobilenet_v2", _v2_layers(CIFAR_MOBILENET_V2_BLOCKS), 32, 10,
         _resolve_v2(CIFAR_MOBILENET_V2_BLOCKS, 1.0, stem_strides=1, stem_filters=16, head_filters=256),
         description="MobileNetV2 for 32x32 inputs (stride-1 stem, 7 blocks), for demos and tests",
-    )
+    ))

@@ -221,3 +221,40 @@ class SearchSpace:
     def resolve_unchecked(self, encoding: Encoding, input_size: int, num_classes: int) -> Architecture:
         """`resolve` without validation, for hot loops over encodings already known to be valid."""
         return self.resolver(self, encoding, input_size, num_classes)
+
+
+def without_duplicate_options(space: SearchSpace) -> SearchSpace:
+    """`space` with every option that builds the same network as a sibling option removed.
+
+    Width multipliers can round to the same channel count (0.75x and 1.0x of a 16-channel block are
+    both 16 channels under the MobileNet rounding rule), so two encodings would name one network and a
+    search would train it twice. Two options of a layer are duplicates when substituting either one
+    gives the same resolved architecture with the other layers at their default, at option 0 and at
+    their last option. Of each group of duplicates the layer keeps the default, else the option closest
+    to the default (fewest differing fields), else the first.
+    """
+    contexts = [list(space.default), [0] * space.num_layers, [n - 1 for n in space.num_options]]
+    layers = []
+    for i, layer in enumerate(space.layers):
+        def signature(option: int):
+            archs = []
+            for context in contexts:
+                encoding = list(context)
+                encoding[i] = option
+                archs.append(space.resolve_unchecked(tuple(encoding), space.input_size, space.num_classes))
+            return tuple(archs)
+
+        groups: dict = {}
+        for option in range(len(layer.options)):
+            groups.setdefault(signature(option), []).append(option)
+        default_option = layer.options[layer.default]
+
+        def distance(option: int):
+            fields = dataclasses.astuple(layer.options[option])
+            return (option != layer.default,
+                    sum(a != b for a, b in zip(fields, dataclasses.astuple(default_option))), option)
+
+        keep = sorted(min(group, key=distance) for group in groups.values())
+        options = tuple(layer.options[o] for o in keep)
+        layers.append(SearchableLayer(layer.name, options, options.index(default_option)))
+    return dataclasses.replace(space, layers=tuple(layers))

@@ -1,10 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
-from train.data import SPLITS, load_dataset, stratified_split, tfds_split_specs
+from train.data import SPLITS, balanced_indices, load_dataset, stratified_split, tfds_split_specs
 
 
 def _raw_digits(dataset, split):
@@ -164,3 +166,39 @@ def test_bad_folders(tmp_path):
         load_dataset(f"folder:{tmp_path / 'tiny'}", 16)
     with pytest.raises(ValueError, match="split='val'"):
         load_dataset("digits", 8, max_examples=5).batched("val", 2)
+
+
+def test_a_folder_over_the_memory_budget_is_cached_on_disk_as_uint8(tmp_path):
+    _write_folder(tmp_path / "images", {"cat": 10, "dog": 10, "owl": 10}, size=16)
+    data = load_dataset(f"folder:{tmp_path / 'images'}", image_size=16, seed=0)
+    split_bytes = data.sizes["train"] * (16 * 16 * 3 + 4)  # one byte per pixel, and the label
+    assert data.cache_bytes("train") == split_bytes
+    assert data.cache_mode("train", "auto", cache_memory_mb=1.0) == "memory"
+    assert data.cache_mode("train", "auto", cache_memory_mb=split_bytes / 2 ** 20 / 2) == "disk"
+    batched = data.batched("train", 4, shuffle=True, seed=1, cache="auto", cache_memory_mb=split_bytes / 2 ** 20 / 2,
+                           cache_dir=str(tmp_path / "cache"))
+    epochs = [sorted(y for _, ys in batched for y in ys.numpy().tolist()) for _ in range(2)]
+    assert epochs[0] == epochs[1] == sorted(data.labels("train").tolist())
+    (directory,) = (tmp_path / "cache").glob("layernas_cache_*")
+    assert str(os.getpid()) in directory.name  # this process's own cache directory
+    assert list(directory.glob("*_train_16_18_all.index"))
+    images, _ = next(iter(batched))
+    assert images.dtype == tf.float32 and -1.0 <= float(tf.reduce_min(images)) <= float(tf.reduce_max(images)) <= 1.0
+
+
+def test_proxy_subset_is_fixed_seeded_and_class_balanced():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 4)
+    chosen = balanced_indices(labels, 20, seed=3)
+    assert len(chosen) == 20 and len(set(chosen.tolist())) == 20
+    assert np.bincount(labels[chosen]).tolist() == [8, 8, 4]  # class 2 runs out, the others share the rest
+    assert balanced_indices(labels, 20, seed=3).tolist() == chosen.tolist()
+    assert balanced_indices(labels, 20, seed=4).tolist() != chosen.tolist()
+    assert len(balanced_indices(labels, 500, seed=0)) == len(labels)
+
+
+def test_batched_subset_reads_only_the_chosen_examples():
+    data = load_dataset("digits", image_size=8, seed=0)
+    batched = data.batched("train", 64, examples=100, seed=2)
+    labels = np.concatenate([y.numpy() for _, y in batched])
+    assert len(labels) == 100 and np.bincount(labels).tolist() == [10] * 10
+    assert data.steps_per_epoch("train", 64, 100) == 2 and data.steps_per_epoch("train", 64) == 17

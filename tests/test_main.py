@@ -68,7 +68,7 @@ def finished_run(image_folder, tmp_path_factory):
 def test_run_writes_results_plots_exports_and_logs(finished_run):
     search_dir, done = finished_run
     results = json.loads((search_dir / "results.json").read_text())
-    assert results["trials"] == {"completed": 4, "failed": 0}
+    assert results["trials"] == {"completed": 4, "failed": 0, "repeated": 0}
     winner = results["winner"]
     assert winner["madds"] <= 5e5 and set(winner["accuracy"]) == {"keras", "tflite_float", "tflite_int8"}
     assert set(winner["latency_ms"]) == {"float", "int8"} and all(v > 0 for v in winner["latency_ms"].values())
@@ -154,8 +154,10 @@ def test_mock_tfds_dataset_runs_the_main_job(tmp_path):
 
     from layernas_tf import main as job
 
+    # Proxy training on a class-balanced subset, cached on disk: the split exceeds the memory budget.
     argv = ["layernas", "--dataset=mnist", f"--data_dir={tmp_path / 'tfds'}", f"--search_dir={tmp_path / 'search'}",
-            *TINY, "--max_trials=2"]
+            *TINY, "--max_trials=2", "--proxy_examples=20", "--cache_memory_mb=0.001",
+            f"--cache_dir={tmp_path / 'cache'}"]
     flags.FLAGS(argv)
     try:
         with tfds.testing.mock_data(num_examples=60):
@@ -163,5 +165,44 @@ def test_mock_tfds_dataset_runs_the_main_job(tmp_path):
     finally:
         flags.FLAGS.unparse_flags()
     results = json.loads((tmp_path / "search" / "results.json").read_text())
-    assert results["dataset"] == "mnist" and results["trials"] == {"completed": 2, "failed": 0}
+    assert results["dataset"] == "mnist" and results["trials"] == {"completed": 2, "failed": 0, "repeated": 0}
+    cached = [p.name for p in (tmp_path / "cache").glob("layernas_cache_*/*.index")]
+    assert any("_train_8_20_" in name for name in cached) and any("_train_8_48_all" in name for name in cached)
     assert os.path.getsize(results["winner"]["tflite"]["int8"]) > 1000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layernas_settings=fill=middle"],
+     "--layernas_settings: layernas fill='middle' is not allowed; choose one of cheapest, default"),
+    (["--layernas_settings=per_bucket=two"], "--layernas_settings: layernas setting per_bucket='two': expected int"),
+    (["--target_madds=0"], "--target_madds must be > 0"),
+    (["--target_params=-5"], "flag --target_params=-5: -5.0 is not a non-negative number"),
+    (["--target_madds=5e6", "--target_madds_min=6e6"], "--target_madds_min must not exceed --target_madds"),
+    (["--learning_rate=0"], "--learning_rate must be > 0"),
+    (["--image_size=4"], r"--image_size must be 0 \(the search space's input size\) or at least 8"),
+    (["--dataset=folder:/no/such/dir"], "--dataset=folder:/no/such/dir: folder '/no/such/dir' does not exist"),
+    (["--searcher=random", "--layernas_settings=per_bucket=2"],
+     "--layernas_settings applies to --searcher=layernas only, not --searcher=random"),
+    (["--searcher=grid"], r"flag --searcher=grid: value should be one of <layernas\|random\|evolution\|ppo"),
+    (["--cache=ssd"], r"flag --cache=ssd: value should be one of <auto\|memory\|disk\|none>"),
+    (["--max_consecutive_failures=0"], "flag --max_consecutive_failures=0: 0 is not a positive integer"),
+])
+def test_bad_flags_are_refused_when_parsed_naming_the_flag(argv, message):
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from layernas_tf import main as job  # noqa: F401 - defines the flags
+
+    with flagsaver.flagsaver():
+        with pytest.raises(flags.IllegalFlagValueError, match=message):
+            flags.FLAGS(["layernas", *argv])
+    flags.FLAGS.unparse_flags()
+
+
+def test_a_bad_flag_stops_the_job_before_any_work(tmp_path):
+    started = time.perf_counter()
+    done = _main("--layernas_settings=fill=middle", f"--search_dir={tmp_path / 'search'}")
+    assert done.returncode != 0
+    assert "--layernas_settings: layernas fill='middle' is not allowed" in done.stderr
+    assert not (tmp_path / "search").exists()
+    assert time.perf_counter() - started < 60  # no data loaded, nothing trained

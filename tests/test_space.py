@@ -28,16 +28,19 @@ def test_trials_per_sweep_stay_under_200(name):
 
 
 def test_option_counts_per_space():
-    assert get_space("mobilenet_v2").num_options == (6,) + (12,) * 16
-    assert get_space("mobilenet_v3_large").num_options == (12,) * 15
-    assert get_space("mobilenet_v3_small").num_options == (12,) * 11
+    # Options whose width rounds to a sibling's are dropped (0.75x of 16 and 24 channels).
+    assert get_space("mobilenet_v2").num_options == (4, 8, 8) + (12,) * 14
+    assert get_space("mobilenet_v2_140").num_options == (6,) + (12,) * 16
+    assert get_space("mobilenet_v3_large").num_options == (8, 8, 8) + (12,) * 12
+    assert get_space("mobilenet_v3_small").num_options == (8, 8, 8) + (12,) * 8
+    assert get_space("cifar_mobilenet_v2").num_options == (4, 8, 8, 12, 12, 12, 12)
     assert get_space("nas_bench_macro").num_options == (3,) * 8
     assert get_space("channel_bench_macro_mobilenet").num_options == (4,) * 7
 
 
 def test_default_string_forms():
-    assert get_space("mobilenet_v2").to_string(get_space("mobilenet_v2").default) == "2-5-5-5-5-5-5-5-5-5-5-5-5-5-5-5-5"
-    assert get_space("mobilenet_v3_large").to_string(get_space("mobilenet_v3_large").default) == "4-4-4-7-7-7-4-4-4-4-5-5-7-7-7"
+    assert get_space("mobilenet_v2").to_string(get_space("mobilenet_v2").default) == "0-1-1-5-5-5-5-5-5-5-5-5-5-5-5-5-5"
+    assert get_space("mobilenet_v3_large").to_string(get_space("mobilenet_v3_large").default) == "0-0-0-7-7-7-4-4-4-4-5-5-7-7-7"
     assert get_space("nas_bench_macro").to_string(get_space("nas_bench_macro").default) == "11111111"
     assert get_space("channel_bench_macro_mobilenet").to_string(get_space("channel_bench_macro_mobilenet").default) == "4444444"
 
@@ -73,6 +76,51 @@ def test_option_labels_describe_the_choice():
     assert get_space("nas_bench_macro").describe("01200000").startswith("layer_0:skip layer_1:c1_k3_e3 layer_2:c1_k5_e6")
 
 
+@pytest.mark.parametrize("name", searchspaces.SPACE_NAMES)
+def test_two_encodings_build_the_same_network_exactly_when_they_are_equal(name):
+    # Brute force around random candidates: every one- and two-layer change builds another network.
+    space = get_space(name)
+    rng = random.Random(0)
+    for _ in range(12):
+        base = space.random(rng)
+        arch = space.resolve(base)
+        others = [base[:i] + (o,) + base[i + 1:] for i, n in enumerate(space.num_options) for o in range(n)]
+        others += [space.random(rng) for _ in range(50)]
+        for other in others:
+            assert (space.resolve(other) == arch) == (other == base), (base, other)
+
+
+@pytest.mark.parametrize("name", MOBILENET_SPACES + ["cifar_mobilenet_v2"])
+def test_dropping_duplicate_options_keeps_every_network(name):
+    from searchspaces import mobilenet
+    from searchspaces.space import SearchSpace
+
+    space = get_space(name)
+    rows = {"mobilenet_v2": mobilenet.MOBILENET_V2_BLOCKS, "mobilenet_v2_140": mobilenet.MOBILENET_V2_BLOCKS,
+            "cifar_mobilenet_v2": mobilenet.CIFAR_MOBILENET_V2_BLOCKS,
+            "mobilenet_v3_large": mobilenet.MOBILENET_V3_LARGE_BLOCKS,
+            "mobilenet_v3_small": mobilenet.MOBILENET_V3_SMALL_BLOCKS}[name]
+    raw_layers = (mobilenet._v3_layers if "v3" in name else mobilenet._v2_layers)(rows)
+    raw = SearchSpace(space.name, raw_layers, space.input_size, space.num_classes, space.resolver)
+    assert raw.resolve(raw.default) == space.resolve(space.default)
+    for i, layer in enumerate(raw.layers):
+        kept = {space.resolve(space.default[:i] + (o,) + space.default[i + 1:]) for o in range(space.num_options[i])}
+        every = {raw.resolve(raw.default[:i] + (o,) + raw.default[i + 1:]) for o in range(len(layer.options))}
+        assert kept == every and len(kept) == space.num_options[i]
+
+
+@pytest.mark.parametrize("name", searchspaces.SPACE_NAMES)
+def test_spaces_and_cost_functions_pickle(name):
+    import pickle
+
+    from layernas_tf.costs import cost_function
+
+    space = get_space(name)
+    cost = pickle.loads(pickle.dumps(cost_function(space, "madds")))
+    assert cost(space.default) == cost_function(space, "madds")(space.default)
+    assert pickle.loads(pickle.dumps(space)).resolve(space.default) == space.resolve(space.default)
+
+
 def test_make_divisible_keeps_ninety_percent():
     assert make_divisible(18) == 24  # 16 would lose more than 10%
     assert make_divisible(30) == 32
@@ -84,7 +132,7 @@ def test_make_divisible_keeps_ninety_percent():
     [
         ((0,) * 14, "must have 15 layers, got 14"),
         ((0,) * 14 + (12,), r"layer 14 \(block_14\): option 12 is out of range; allowed 0..11"),
-        ((-1,) + (0,) * 14, r"layer 0 \(block_0\): option -1 is out of range; allowed 0..11"),
+        ((-1,) + (0,) * 14, r"layer 0 \(block_0\): option -1 is out of range; allowed 0..7"),
         (("a",) + (0,) * 14, r"layer 0 \(block_0\): option 'a' is out of range"),
     ],
 )

@@ -12,7 +12,7 @@ def test_trials_survive_reopening(tmp_path):
     assert [(t.number, t.encoding, t.status, t.reward, t.error) for t in trials] == [
         (0, "2-5-5-5-5-5-5", COMPLETED, 0.91, ""), (1, "0-0-0-0-0-0-0", FAILED, None, "NaN loss")]
     assert trials[0].timings == {"train_s": 3.5}
-    assert summary_counts(trials) == {"completed": 1, "failed": 1}
+    assert summary_counts(trials) == {"completed": 1, "failed": 1, "repeated": 0}
 
 
 def test_other_settings_are_refused_and_nothing_is_lost(tmp_path):
@@ -22,3 +22,29 @@ def test_other_settings_are_refused_and_nothing_is_lost(tmp_path):
         TrialStore(str(tmp_path), {"space": "a", "seed": 1})
     with TrialStore(str(tmp_path), {"space": "a", "seed": 0}) as store:
         assert len(store.trials()) == 1
+
+
+def test_a_repeated_proposal_is_stored_as_a_repeat(tmp_path):
+    with TrialStore(str(tmp_path), {"space": "a"}) as store:
+        store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
+        store.add(TrialRecord(1, "1-1", 1.0, 1, 1, COMPLETED, 0.5, repeat_of=0))
+        assert [t.repeat_of for t in store.trials()] == [None, 0]
+        assert store.find("1-1").number == 0
+        assert summary_counts(store.trials()) == {"completed": 1, "failed": 0, "repeated": 1}
+
+
+def test_a_store_with_unique_encodings_is_migrated_without_loss(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "trials.sqlite")
+    db.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute('INSERT INTO config VALUES ("space", \'"a"\')')
+    db.execute("CREATE TABLE trials (number INTEGER PRIMARY KEY, encoding TEXT UNIQUE, cost REAL, madds INTEGER, "
+               "params INTEGER, status TEXT, reward REAL, error TEXT, timings TEXT, finished_at REAL)")
+    db.execute("INSERT INTO trials VALUES (0, '1-1', 1.0, 1, 1, 'completed', 0.5, '', '{}', 1.0)")
+    db.commit()
+    db.close()
+    with TrialStore(str(tmp_path), {"space": "a"}) as store:
+        store.add(TrialRecord(1, "1-1", 1.0, 1, 1, COMPLETED, 0.5, repeat_of=0))
+        assert [(t.number, t.encoding, t.reward, t.repeat_of) for t in store.trials()] == [
+            (0, "1-1", 0.5, None), (1, "1-1", 0.5, 0)]

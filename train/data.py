@@ -1,7 +1,8 @@
 """Labelled images as tf.data pipelines, split once into train / validation / test.
 
 `load_dataset` reads one of three sources and returns a `Dataset`: unbatched pipelines of
-(image float32 in [-1, 1] of shape (S, S, 3), label int32), one per split.
+(image uint8 of shape (S, S, 3), label int32), one per split, scaled to float32 in [-1, 1] only
+when batched, so a cached split takes one byte per pixel.
 
 - `"digits"` (default, offline): scikit-learn's 1,797 8x8 handwritten digits, 10 classes.
 - `"folder:/path/to/dir"`: one sub-folder per class (`keras.utils.image_dataset_from_directory` layout).
@@ -18,23 +19,39 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import atexit
 import dataclasses
 import difflib
 import numbers
-from typing import Dict, Iterable, Optional, Tuple
+import shutil
+import socket
+import tempfile
+import zlib
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-SPLITS = ("train", "validation", "test")
-FOLDER_PREFIX = "folder:"
-MIN_IMAGE_SIZE = 8
+from train.spec import CACHES, FOLDER_PREFIX, MIN_IMAGE_SIZE, SPLITS  # noqa: F401 - re-exported
+
 SHUFFLE_BUFFER = 16384  # examples; a whole split for digits and small folders
+
+
+def default_cache_memory_mb() -> float:
+    """A quarter of the machine's physical memory, in MB (4096 where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2 ** 20
+    except (ValueError, OSError, AttributeError):
+        return 4096.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Three unbatched splits of (image float32 [-1, 1] (S, S, 3), label int32) and their metadata."""
+    """Three unbatched splits of (image uint8 (S, S, 3), label int32) and their metadata.
+
+    Images stay uint8 until they are batched, so a cached split takes one byte per pixel;
+    `batched` and `split` scale them to float32 in [-1, 1] (`pixel_max` maps to 1.0).
+    """
 
     name: str
     image_size: int
@@ -44,26 +61,99 @@ class Dataset:
     test: tf.data.Dataset
     sizes: Dict[str, int]
     class_names: Tuple[str, ...] = ()
+    pixel_max: float = 255.0
+    # (split, positions) -> the unbatched uint8 pipeline of those examples of the split, reading only them.
+    subset_fn: Optional[Callable[[str, np.ndarray], tf.data.Dataset]] = dataclasses.field(
+        default=None, repr=False, compare=False)
+    # split -> its labels in pipeline order, read without decoding images where the source allows.
+    labels_fn: Optional[Callable[[str], np.ndarray]] = dataclasses.field(default=None, repr=False, compare=False)
 
-    def split(self, split: str) -> tf.data.Dataset:
-        """The unbatched pipeline of `split` ('train', 'validation' or 'test'); ValueError otherwise."""
+    def _raw(self, split: str) -> tf.data.Dataset:
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not one of {SPLITS}")
         return getattr(self, split)
 
-    def batched(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
-        """`split` cached in memory, reshuffled every epoch from `seed` if `shuffle`, batched, prefetched.
+    def normalize(self, images: tf.Tensor) -> tf.Tensor:
+        """uint8 images -> float32 in [-1, 1]."""
+        return tf.cast(images, tf.float32) * (2.0 / self.pixel_max) - 1.0
 
-        The last batch may be smaller than `batch_size`. Raises ValueError for an unknown split or a
-        batch_size below 1.
+    def split(self, split: str) -> tf.data.Dataset:
+        """The unbatched float32 pipeline of `split` ('train', 'validation' or 'test'); ValueError otherwise."""
+        return self._raw(split).map(lambda x, y: (self.normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def labels(self, split: str) -> np.ndarray:
+        """The labels of `split` in pipeline order (int32)."""
+        if self.labels_fn is not None:
+            return self.labels_fn(split)
+        return np.array([int(y) for _, y in self._raw(split).as_numpy_iterator()], np.int32)
+
+    def proxy_positions(self, split: str, examples: int, seed: int) -> np.ndarray:
+        """The positions of a fixed, seeded, class-balanced subset of `examples` examples of `split`."""
+        return balanced_indices(self.labels(split), examples, seed)
+
+    def examples(self, split: str, examples: Optional[int] = None) -> int:
+        """How many examples `batched(split, examples=examples)` yields per epoch."""
+        return self.sizes[split] if examples is None else min(examples, self.sizes[split])
+
+    def steps_per_epoch(self, split: str, batch_size: int, examples: Optional[int] = None) -> int:
+        """Batches per epoch of `batched(split, batch_size, examples=examples)`, from the known split size."""
+        return -(-self.examples(split, examples) // batch_size)
+
+    def batched(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
+                examples: Optional[int] = None, cache: str = "auto", cache_memory_mb: Optional[float] = None,
+                cache_dir: Optional[str] = None) -> tf.data.Dataset:
+        """`split` cached, reshuffled every epoch from `seed` if `shuffle`, batched, scaled, prefetched.
+
+        Args:
+          split: 'train', 'validation' or 'test'.
+          batch_size: examples per batch; the last batch may be smaller.
+          shuffle, seed: reshuffle every epoch, from `seed`.
+          examples: a fixed, seeded, class-balanced subset of this many examples (all when None or at
+            least the split's size); the subset depends on `seed` only.
+          cache: 'memory' (uint8 in RAM), 'disk' (uint8 files in a directory of this process),
+            'none', or 'auto': memory when the split fits `cache_memory_mb`, else disk.
+          cache_memory_mb: the memory budget of 'auto' (default: a quarter of physical memory).
+          cache_dir: where 'disk' caches go: a sub-directory named after this host and process is made
+            in it, so processes never share a cache file (default: the system temp directory).
+
+        Raises:
+          ValueError: an unknown split or cache, or batch_size / examples below 1.
         """
-        ds = self.split(split)
+        ds = self._raw(split)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
-        ds = ds.cache()
+        if examples is not None and examples < 1:
+            raise ValueError(f"examples={examples} must be None or at least 1")
+        size = self.examples(split, examples)
+        subset = examples is not None and examples < self.sizes[split]
+        if subset:
+            positions = self.proxy_positions(split, examples, seed)
+            ds = self.subset_fn(split, positions) if self.subset_fn is not None else _filtered(ds, positions,
+                                                                                          self.sizes[split])
+        mode = self.cache_mode(split, cache, cache_memory_mb, examples)
+        if mode == "memory":
+            ds = ds.cache()
+        elif mode == "disk":
+            tag = f"{zlib.crc32(self.name.encode()):08x}_{split}_{self.image_size}_{size}_{seed if subset else 'all'}"
+            ds = ds.cache(os.path.join(process_cache_dir(cache_dir), tag))
         if shuffle:
-            ds = ds.shuffle(min(self.sizes[split], SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+            ds = ds.shuffle(min(size, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).map(lambda x, y: (self.normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def cache_mode(self, split: str, cache: str = "auto", cache_memory_mb: Optional[float] = None,
+                   examples: Optional[int] = None) -> str:
+        """Where `batched` caches `split`: 'memory', 'disk' or 'none' ('auto' resolved by size)."""
+        if cache not in CACHES:
+            raise ValueError(f"cache={cache!r}; allowed: {', '.join(CACHES)}")
+        if cache != "auto":
+            return cache
+        budget = default_cache_memory_mb() if cache_memory_mb is None else cache_memory_mb
+        return "memory" if self.cache_bytes(split, examples) <= budget * 2 ** 20 else "disk"
+
+    def cache_bytes(self, split: str, examples: Optional[int] = None) -> int:
+        """Bytes a cached `split` takes: uint8 pixels and an int32 label per example."""
+        return self.examples(split, examples) * (self.image_size * self.image_size * 3 + 4)
 
     def numpy_images(self, split: str, n: int) -> Tuple[np.ndarray, np.ndarray]:
         """The first min(n, size) examples of `split`: images float32 (k, S, S, 3) and labels int32 (k,).
@@ -76,6 +166,57 @@ class Dataset:
             raise ValueError(f"n={n} must be at least 1")
         batches = [(x.numpy(), y.numpy()) for x, y in ds.take(n).batch(256)]  # splits are never empty
         return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+def balanced_indices(labels: np.ndarray, examples: int, seed: int) -> np.ndarray:
+    """Positions of `examples` examples, as even across classes as the classes allow, drawn from `seed`.
+
+    Classes take turns in a seeded order, each giving its next example from a seeded permutation, until
+    `examples` are taken (a class that runs out drops out). Returned sorted.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
+    taken: list = []
+    while len(taken) < min(examples, len(labels)):
+        for queue in queues:
+            if queue and len(taken) < examples:
+                taken.append(queue.pop(0))
+    return np.sort(np.array(taken, np.int64))
+
+
+def _filtered(ds: tf.data.Dataset, positions: np.ndarray, size: int) -> tf.data.Dataset:
+    """The examples of `ds` at `positions` (a generic subset, for sources that cannot read them directly)."""
+    mask = np.zeros(size, bool)
+    mask[positions] = True
+    mask = tf.constant(mask)
+
+    def chosen(position, example):
+        return tf.gather(mask, position)
+
+    def drop_position(position, example):
+        return example
+
+    return ds.enumerate().filter(chosen).map(drop_position)
+
+
+_PROCESS_CACHE_DIRS: Dict[str, str] = {}
+
+
+def process_cache_dir(base: Optional[str] = None) -> str:
+    """A directory of this host and process for disk caches under `base` (system temp by default).
+
+    Created once per process and removed when the process exits, so parallel workers never share a
+    cache file and no stale cache outlives a run.
+    """
+    base = base or tempfile.gettempdir()
+    if base not in _PROCESS_CACHE_DIRS:
+        path = os.path.join(base, f"layernas_cache_{socket.gethostname()}_{os.getpid()}")
+        os.makedirs(path, exist_ok=True)
+        atexit.register(shutil.rmtree, path, True)
+        _PROCESS_CACHE_DIRS[base] = path
+    return _PROCESS_CACHE_DIRS[base]
 
 
 def load_dataset(
@@ -165,12 +306,16 @@ def tfds_split_specs(available: Iterable[str], validation_fraction: float, test_
     }
 
 
-def _to_model_input(image: tf.Tensor, image_size: int, max_value: float) -> tf.Tensor:
-    """(H, W, C) pixels in [0, max_value] -> float32 (S, S, 3) in [-1, 1]; C = 1 is repeated, C > 3 cut."""
+DIGITS_SCALE = 15  # digits are 0..16; x15 keeps them exact in uint8 (0..240)
+
+
+def _to_uint8(image: tf.Tensor, image_size: int, scale: float = 1.0) -> tf.Tensor:
+    """(H, W, C) pixels -> uint8 (S, S, 3): bilinear resize, times `scale`, rounded; C = 1 is repeated,
+    C > 3 cut."""
     image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), method="bilinear")
     image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3])
     image.set_shape((image_size, image_size, 3))
-    return image * (2.0 / max_value) - 1.0
+    return tf.cast(tf.clip_by_value(tf.round(image * scale), 0.0, 255.0), tf.uint8)
 
 
 def _size(ds: tf.data.Dataset) -> int:
@@ -179,7 +324,8 @@ def _size(ds: tf.data.Dataset) -> int:
     return n if n >= 0 else int(ds.reduce(0, lambda count, _: count + 1))
 
 
-def _from_indices(name, image_size, splits, make_split, num_classes, class_names, max_examples) -> Dataset:
+def _from_indices(name, image_size, splits, make_split, num_classes, class_names, max_examples, labels,
+                  pixel_max=255.0) -> Dataset:
     """A Dataset whose split `s` is make_split(indices of s), each index array cut to max_examples."""
     indices = {s: idx[:max_examples] for s, idx in splits.items()}
     empty = [s for s in SPLITS if len(indices[s]) == 0]
@@ -188,7 +334,9 @@ def _from_indices(name, image_size, splits, make_split, num_classes, class_names
         raise ValueError(f"name={name!r}: {total} examples leave the {'/'.join(empty)} split empty; "
                          f"add examples or raise validation_fraction / test_fraction")
     return Dataset(name=name, image_size=image_size, num_classes=num_classes,
-                   sizes={s: len(indices[s]) for s in SPLITS}, class_names=tuple(class_names),
+                   sizes={s: len(indices[s]) for s in SPLITS}, class_names=tuple(class_names), pixel_max=pixel_max,
+                   subset_fn=lambda split, positions: make_split(indices[split][positions]),
+                   labels_fn=lambda split: labels[indices[split]].astype(np.int32),
                    **{s: make_split(indices[s]) for s in SPLITS})
 
 
@@ -201,10 +349,11 @@ def _digits(image_size, seed, fractions, max_examples) -> Dataset:
 
     def make_split(idx):
         ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
-        return ds.map(lambda x, y: (_to_model_input(x, image_size, 16.0), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda x, y: (_to_uint8(x, image_size, DIGITS_SCALE), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     splits = stratified_split(labels, *fractions, seed)
-    return _from_indices("digits", image_size, splits, make_split, 10, [str(d) for d in range(10)], max_examples)
+    return _from_indices("digits", image_size, splits, make_split, 10, [str(d) for d in range(10)], max_examples,
+                         labels, pixel_max=16.0 * DIGITS_SCALE)
 
 
 def _folder(directory, image_size, seed, fractions, max_examples) -> Dataset:
@@ -230,14 +379,14 @@ def _folder(directory, image_size, seed, fractions, max_examples) -> Dataset:
     def load(path, label):
         # As Keras loads them: decoded to RGB (grayscale repeated), no animation, bilinear resize.
         image = tf.image.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return _to_model_input(image, image_size, 255.0), label
+        return _to_uint8(image, image_size), label
 
     def make_split(idx):
         ds = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
     splits = stratified_split(labels, *fractions, seed)
-    return _from_indices(name, image_size, splits, make_split, len(class_names), class_names, max_examples)
+    return _from_indices(name, image_size, splits, make_split, len(class_names), class_names, max_examples, labels)
 
 
 def _tfds(name, image_size, data_dir, fractions, max_examples) -> Dataset:
@@ -254,20 +403,31 @@ def _tfds(name, image_size, data_dir, fractions, max_examples) -> Dataset:
     keys = builder.info.supervised_keys
     if not keys or len(keys) != 2 or not hasattr(builder.info.features[keys[1]], "num_classes"):
         raise ValueError(f"name={name!r}: the TFDS dataset has no (image, class label) supervised keys")
-    label_feature = builder.info.features[keys[1]]
+    image_key, label_key = keys
+    label_feature = builder.info.features[label_key]
     builder.download_and_prepare()
     specs = tfds_split_specs(builder.info.splits.keys(), *fractions)
 
-    def make_split(split):
-        ds = builder.as_dataset(split=specs[split], as_supervised=True, shuffle_files=False)
-        if max_examples is not None:
-            ds = ds.take(max_examples)
-        return ds.map(lambda x, y: (_to_model_input(x, image_size, 255.0), tf.cast(y, tf.int32)),
-                      num_parallel_calls=tf.data.AUTOTUNE)
+    def encoded(split):
+        # Images left encoded: labels and subsets are read without decoding every image.
+        ds = builder.as_dataset(split=specs[split], shuffle_files=False,
+                                decoders={image_key: tfds.decode.SkipDecoding()})
+        ds = ds.take(max_examples) if max_examples is not None else ds
+        return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)))
 
-    data = {s: make_split(s) for s in SPLITS}
-    sizes = {s: _size(data[s]) for s in SPLITS}
+    def decoded(ds):
+        decode = builder.info.features[image_key].decode_example
+        return ds.map(lambda x, y: (_to_uint8(decode(x), image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def subset(split, positions):
+        return decoded(_filtered(encoded(split), positions, sizes[split]))
+
+    def split_labels(split):
+        return np.fromiter(encoded(split).map(lambda x, y: y).as_numpy_iterator(), np.int32)
+
+    data = {s: decoded(encoded(s)) for s in SPLITS}
+    sizes = {s: _size(encoded(s)) for s in SPLITS}
     if not all(sizes.values()):
         raise ValueError(f"name={name!r}: empty split in {sizes} (TFDS splits {specs})")
     return Dataset(name=name, image_size=image_size, num_classes=label_feature.num_classes, sizes=sizes,
-                   class_names=tuple(label_feature.names), **data)
+                   class_names=tuple(label_feature.names), subset_fn=subset, labels_fn=split_labels, **data)

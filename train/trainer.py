@@ -68,8 +68,28 @@ class TrainResult:
     timings: Dict[str, float]
 
 
+def count_batches(dataset: tf.data.Dataset) -> int:
+    """Batches per epoch of a batched `dataset`: its cardinality, or counted once when unknown
+    (generator-backed or filtered pipelines). At least 1."""
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("the training dataset repeats forever; pass a finite dataset (one epoch per pass)")
+    if cardinality < 0:
+        cardinality = int(dataset.reduce(0, lambda count, _: count + 1))
+    return max(1, cardinality)
+
+
 def compile_model(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> keras.Model:
-    """Compile `model` with the default optimizer, loss and accuracy metric for integer labels."""
+    """Compile `model` with the default optimizer, loss and accuracy metric for integer labels.
+
+    The learning rate decays by cosine over `settings.epochs * steps_per_epoch` steps, so
+    `steps_per_epoch` must be the real number of batches per epoch (see `count_batches`).
+
+    Raises:
+      ValueError: steps_per_epoch below 1.
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} must be at least 1 (batches per epoch)")
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(1, settings.epochs * steps_per_epoch))
     if settings.optimizer == "adam":
         optimizer = keras.optimizers.Adam(schedule)

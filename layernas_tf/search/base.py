@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from layernas_tf.search.problem import Encoding, Problem
 
@@ -51,6 +51,7 @@ class Searcher:
         self.rng = random.Random(seed)
         self.trials: List[Trial] = []
         self.pending: List[Encoding] = []
+        self._told: Dict[Encoding, Optional[float]] = {}  # the last reward told per encoding
         self._finished = False
 
     # -- ask / tell ---------------------------------------------------------------------------
@@ -81,6 +82,7 @@ class Searcher:
             raise ValueError(f"tell() got {encoding}, which was not handed out by ask()") from None
         trial = Trial(encoding, self.problem.cost_of(encoding), None if reward is None else float(reward))
         self.trials.append(trial)
+        self._told[encoding] = trial.reward
         self._observe(trial)
         return trial
 
@@ -90,9 +92,18 @@ class Searcher:
 
     # -- answer -----------------------------------------------------------------------------
     def best(self) -> Optional[Trial]:
-        """The evaluated candidate that meets the target with the highest reward (None if none)."""
+        """The evaluated candidate that meets the target with the highest `selection_score` (None if none)."""
         feasible = [t for t in self.trials if t.reward is not None and self.problem.feasible(t.encoding)]
-        return max(feasible, key=lambda t: t.reward, default=None)
+        return max(feasible, key=lambda t: (self.selection_score(t.encoding), t.reward), default=None)
+
+    def selection_score(self, encoding: Sequence[int]) -> float:
+        """How this searcher ranks an evaluated candidate when it picks its answer (higher is better).
+
+        The base ranks by the reward it was told; a searcher with a noise-aware estimate overrides it.
+        -inf for a candidate that was not evaluated or failed.
+        """
+        reward = self._told.get(tuple(encoding))
+        return float("-inf") if reward is None else reward
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict:

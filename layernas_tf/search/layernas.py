@@ -151,9 +151,10 @@ class LayerNAS(Searcher):
         scores = {c: self.score(c) for c in candidates}
         return sorted(scores, key=lambda c: (-scores[c], c))
 
-    def best(self) -> Optional[Trial]:
-        feasible = [t for t in self.trials if t.reward is not None and self.problem.feasible(t.encoding)]
-        return max(feasible, key=lambda t: (self.score(t.encoding, self.select_fraction), t.reward), default=None)
+    def selection_score(self, encoding: Sequence[int]) -> float:
+        """The noise-aware score of the final pick: `score` with the model fitted on the better
+        `select_fraction` of the evaluations."""
+        return self.score(tuple(encoding), self.select_fraction)
 
     # -- the layer sweep ----------------------------------------------------------------------
     def _free_layers(self) -> List[int]:
