@@ -31,7 +31,12 @@ setup(
         "console_scripts": [
             "layernas=layernas_tf.main:run",
             "layernas-profile=layernas_tf.profile:run",
-            "layernas-benchmark=layernas_tf.benchmark:run",
+            "layernas-benchmark=layernas_tf.benchmarks.tables:run",
+            "layernas-ablation=layernas_tf.benchmarks.ablation:run",
+            "layernas-make-table=layernas_tf.benchmarks.make_table:run",
+            "layernas-trial-benchmark=layernas_tf.benchmarks.trial:run",
+            "layernas-profile-benchmark=layernas_tf.benchmarks.profile:run",
+            "layernas-memory-benchmark=layernas_tf.benchmarks.memory:run",
         ]
     },
 )

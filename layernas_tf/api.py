@@ -20,19 +20,17 @@ error and the search goes on, until `max_consecutive_failures` fail in a row (th
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import tempfile
-import time
-import zlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
+from layernas_tf.coordinator import Coordinator, TooManyFailuresError  # noqa: F401 - re-exported
 from layernas_tf.costs import candidate_costs, cost_function
+from layernas_tf.runner import trial_seed  # noqa: F401 - re-exported
 from layernas_tf.search import Problem, make_searcher
-from layernas_tf.search.base import Trial
-from layernas_tf.store import COMPLETED, FAILED, TrialRecord, TrialStore, summary_counts
+from layernas_tf.store import COMPLETED, TrialRecord, TrialStore, summary_counts
 from searchspaces.space import SearchSpace
 
 METRICS = ("madds", "params", "latency_ms")
@@ -100,16 +98,6 @@ class SearchResult:
         return [best[i] for i in sorted(best, reverse=True)]
 
 
-class TooManyFailuresError(RuntimeError):
-    """Trials failed `max_consecutive_failures` times in a row: most likely a bug, not a bad candidate."""
-
-
-def trial_seed(seed: int, encoding: str) -> int:
-    """The seed a candidate is trained with: fixed by the search seed and the encoding, so a trial
-    trained again after a crash starts from the same initial weights and data order."""
-    return (seed * 1_000_003 + zlib.crc32(encoding.encode())) % (2 ** 31)
-
-
 def make_problem(space: SearchSpace, target: Target, input_size: int, num_classes: int,
                  latency_fn: Optional[Callable[[Sequence[int]], float]] = None) -> Problem:
     """The search problem for `space` and `target`.
@@ -128,37 +116,52 @@ def make_problem(space: SearchSpace, target: Target, input_size: int, num_classe
 
 
 def search(space: SearchSpace, train_data, validation_data, target: Target, *, max_trials: int = 24,
-           epochs: int = 3, search_dir: Optional[str] = None, compile_fn: Optional[Callable] = None,
+           epochs: int = 3, search_dir: Optional[str] = None, compile_fn=None,
            fit_kwargs: Optional[dict] = None, input_size: Optional[int] = None, num_classes: Optional[int] = None,
            bn_momentum: float = 0.9, seed: int = 0, searcher: str = "layernas",
            searcher_settings: Optional[dict] = None, max_consecutive_failures: int = 3,
+           executor="in_process", workers: Optional[int] = None, trial_retries: int = 1,
+           ray_address: Optional[str] = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
            latency_fn: Optional[Callable[[Sequence[int]], float]] = None, config: Optional[dict] = None,
            on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None,
-           on_resume: Optional[Callable[[List[TrialRecord]], None]] = None) -> SearchResult:
+           on_resume: Optional[Callable[[List[TrialRecord]], None]] = None,
+           on_running: Optional[Callable[[int], None]] = None) -> SearchResult:
     """Search `space` for the most accurate candidate within `target`.
 
     Args:
       space: a `SearchSpace` (`searchspaces.get_space(name)` or your own).
-      train_data, validation_data: batched tf.data datasets of (images, integer labels).
+      train_data, validation_data: the data, in one of three forms:
+        - batched tf.data datasets of (images, integer labels): trials run in this process;
+        - `train_data` a `train.spec.DataSpec` and `validation_data` None: every worker loads it;
+        - `train_data` a picklable callable returning (train, validation) batched datasets and
+          `validation_data` None: called in each worker (a module-level function or a
+          `functools.partial` of one; a lambda cannot cross a process boundary).
       target: the cost target.
       max_trials: at most this many candidates are proposed (repeated proposals included).
       epochs: proxy-training epochs per candidate.
       search_dir: where trials are stored (SQLite); rerunning with the same directory resumes. A
         temporary directory when None.
-      compile_fn: `compile_fn(model)` compiles a fresh candidate (must add an 'accuracy' metric);
-        default `train.trainer.compile_model` with `TrainSettings(epochs=epochs)`, its learning-rate
-        schedule sized by the batches of `train_data` (counted once if the dataset does not know).
+      compile_fn: `compile_fn(model)` compiles a fresh candidate (must add an 'accuracy' metric), or
+        `train.spec.TrainSettings` for the default compile (Adam, cosine decay sized by the real
+        batches per epoch: a DataSpec's split size, or the dataset counted once if it does not know).
+        Default `TrainSettings(epochs=epochs)`. Must be picklable for executors other than in_process.
       fit_kwargs: extra `model.fit` keyword arguments (e.g. callbacks, class_weight).
       input_size, num_classes: image side and classes (default: the space's).
       bn_momentum: BatchNormalization momentum of the candidates (low for short proxy runs).
-      seed: search seed; candidate `e` trains with `trial_seed(seed, e)`.
+      seed: search seed; candidate `e` trains with `trial_seed(seed, e)` wherever it runs.
       searcher: one of `SEARCHERS`, the constraint-aware searchers (default LayerNAS).
       searcher_settings: settings of that searcher (e.g. `layernas_tf.search.layernas.LayerNAS`'s).
       max_consecutive_failures: stop with `TooManyFailuresError` after this many failed trials in a row.
+      executor: 'in_process', 'local' (`workers` spawned processes, one per GPU by default), 'ray'
+        (a Ray cluster at `ray_address`, or a local Ray instance; trials sized by `cpus_per_trial`
+        and `gpus_per_trial`), or an `layernas_tf.executors.Executor` instance.
+      workers: local worker processes, or Ray trials in flight (default: the executor's).
+      trial_retries: run a trial again this many times when its worker dies under it.
       latency_fn: encoding -> latency (ms), needed for a latency_ms target.
       config: extra settings recorded in the store; a rerun with other values is refused.
       on_trial: called with each newly finished `TrialRecord` and the current best (or None).
       on_resume: called once with the stored trials (possibly none) before training starts.
+      on_running: called with the number of running trials when it changes.
 
     A proposal of an encoding already trained (random search may repeat itself) is answered from the
     store without training again, and stored as a repeat.
@@ -171,14 +174,30 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
       IncompatibleSearchError: `search_dir` holds a search with other settings (named in the message).
       TooManyFailuresError: `max_consecutive_failures` trials failed in a row; every trial so far is
         stored, and a rerun with the same `search_dir` resumes after the cause is fixed.
-      ValueError: an unknown searcher or bad settings.
+      ValueError: an unknown searcher or executor, bad settings, or live datasets (or an unpicklable
+        compile_fn / fit_kwargs) with an executor that runs trials in other processes.
     """
-    from train.trainer import TrainSettings, compile_model
+    from layernas_tf import executors
+    from layernas_tf.runner import LiveData, TrialSpec
+    from train.spec import DataSpec, TrainSettings
 
     if searcher not in SEARCHERS:
         raise ValueError(f"searcher={searcher!r}; allowed: {', '.join(SEARCHERS)}")
     if max_consecutive_failures < 1:
         raise ValueError(f"max_consecutive_failures={max_consecutive_failures} must be at least 1")
+    if isinstance(executor, str) and executor not in executors.EXECUTORS:
+        raise ValueError(f"executor={executor!r}; allowed: {', '.join(executors.EXECUTORS)}")
+    if validation_data is not None:
+        data = LiveData(train_data, validation_data)
+    elif isinstance(train_data, DataSpec) or callable(train_data):
+        data = train_data
+    else:
+        raise ValueError("train_data: give batched tf.data datasets as train_data and validation_data, or a "
+                         "DataSpec or a picklable factory returning (train, validation) as train_data alone")
+    training = compile_fn if compile_fn is not None else TrainSettings(epochs=epochs)
+    in_process = executor == "in_process" or isinstance(executor, executors.InProcessExecutor)
+    if not in_process:
+        _check_picklable(data=data, compile_fn=training, fit_kwargs=fit_kwargs)
     input_size = input_size or space.input_size
     num_classes = num_classes or space.num_classes
     problem = make_problem(space, target, input_size, num_classes, latency_fn)
@@ -189,93 +208,54 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
                     "searcher": algorithm.settings(), **(config or {})}
     search_dir = search_dir or tempfile.mkdtemp(prefix="layernas_")
     store = TrialStore(search_dir, store_config)
-    stored = store.trials()
-    algorithm.replay(Trial(space.parse(t.encoding), t.cost, t.reward if t.status == COMPLETED else None)
-                     for t in stored)
-    if stored:
-        logging.info("resumed %s: %d stored trials replayed, none retrained", search_dir, len(stored))
     if on_resume is not None:
-        on_resume(stored)
-    trained = {t.encoding: t for t in stored if t.repeat_of is None}
-    default_compile = functools.partial(compile_model, settings=TrainSettings(epochs=epochs))
-    chance = ChanceCheck(validation_data)
-    store_seconds: List[float] = []
-    number, consecutive_failures = len(stored), 0
-    queue = list(algorithm.pending)  # handed out before a crash: evaluate these first
-    while not algorithm.done:
-        encoding = queue.pop(0) if queue else next(iter(algorithm.ask(1)), None)
-        if encoding is None:
-            break
-        key = space.to_string(encoding)
-        if key in trained:
-            record = dataclasses.replace(trained[key], number=number, timings={}, finished_at=0.0,
-                                         repeat_of=trained[key].number)
-        else:
-            record = _train_trial(number, space, encoding, problem, input_size, num_classes, bn_momentum, seed, epochs,
-                                  train_data, validation_data, compile_fn or _steps(default_compile, train_data),
-                                  fit_kwargs)
-            trained[key] = record
-            consecutive_failures = consecutive_failures + 1 if record.status == FAILED else 0
-        start = time.perf_counter()
-        store.add(record)
-        store_seconds.append(time.perf_counter() - start)
-        algorithm.tell(encoding, record.reward)
-        number += 1
-        if on_trial is not None:
-            best = algorithm.best()
-            on_trial(record, trained[space.to_string(best.encoding)] if best else None)
-        if consecutive_failures >= max_consecutive_failures:
-            store.close()
-            raise TooManyFailuresError(
-                f"{consecutive_failures} trials failed in a row (max_consecutive_failures={max_consecutive_failures}), "
-                f"which points at a bug rather than bad candidates. The last one, trial {record.number} "
-                f"{record.encoding}, failed with: {record.error[:1000]}. All {number} trials so far are stored in "
-                f"{search_dir}; fix the cause and rerun with the same search directory to resume.")
-        if record.repeat_of is None and record.status == COMPLETED:
-            chance.check([t.reward for t in trained.values() if t.status == COMPLETED])
-    trials = store.trials()
+        on_resume(store.trials())
+
+    def make_spec(number: int, encoding) -> TrialSpec:
+        return TrialSpec(number, space, tuple(encoding), data, training, epochs, input_size, num_classes,
+                         bn_momentum=bn_momentum, seed=seed, fit_kwargs=fit_kwargs)
+
+    def describe(encoding):
+        costs = candidate_costs(space, encoding, input_size, num_classes)
+        return problem.cost_of(encoding), costs.madds, costs.params
+
+    chance = ChanceCheck(data, num_classes)
+    runner = executor if isinstance(executor, executors.Executor) else executors.make_executor(
+        executor, workers, ray_address, cpus_per_trial, gpus_per_trial)
+    try:
+        coordinator = Coordinator(algorithm, store, runner, space, make_spec, describe,
+                                  max_consecutive_failures=max_consecutive_failures, trial_retries=trial_retries,
+                                  on_trial=on_trial, on_running=on_running, on_completed=chance.check)
+        done = coordinator.run()
+    finally:
+        if not isinstance(executor, executors.Executor):
+            runner.close()
+        store.close()
     best = algorithm.best()
+    trained = coordinator.trained
     winner = trained[space.to_string(best.encoding)] if best else None
     scores = {key: algorithm.selection_score(space.parse(key)) for key, t in trained.items() if t.status == COMPLETED}
-    result = SearchResult(space, target, trials, winner, algorithm.get_state(), store_seconds, len(stored), scores)
-    store.close()
-    return result
+    return SearchResult(space, target, done.trials, winner, algorithm.get_state(), done.store_seconds,
+                        done.resumed_trials, scores)
 
 
-def _train_trial(number, space, encoding, problem, input_size, num_classes, bn_momentum, seed, epochs, train_data,
-                 validation_data, compile_fn, fit_kwargs) -> TrialRecord:
-    """Build, compile, train and score one candidate; any exception is recorded as a failed trial."""
-    import keras
+def _check_picklable(**values) -> None:
+    """Refuse, naming the argument, what cannot be sent to a worker process."""
+    import pickle
 
-    from searchspaces.builder import build
-    from train.trainer import fit_and_evaluate
+    from layernas_tf.runner import LiveData
 
-    key = space.to_string(encoding)
-    start = time.perf_counter()
-    costs = candidate_costs(space, encoding, input_size, num_classes)
-    cost = problem.cost_of(encoding)
-    timings = {"profile": time.perf_counter() - start}
-    record = TrialRecord(number, key, cost, costs.madds, costs.params, FAILED, timings=timings)
-    model = None
-    try:
-        keras.utils.set_random_seed(trial_seed(seed, key))
-        start = time.perf_counter()
-        model = build(space, encoding, (input_size, input_size, 3), num_classes, bn_momentum=bn_momentum)
-        compile_fn(model)
-        timings["build"] = time.perf_counter() - start
-        result = fit_and_evaluate(model, train_data, validation_data, epochs, fit_kwargs=fit_kwargs)
-        timings.update(result.timings)
-        record.status, record.reward = COMPLETED, result.val_accuracy
-    except Exception as e:  # noqa: BLE001 - NaN, build, convert, OOM...: recorded, the search goes on
-        record.error = f"{type(e).__name__}: {e}"
-    finally:
-        start = time.perf_counter()
-        model = None
-        keras.backend.clear_session()  # frees the candidate's graph; no gc.collect(), it costs ~1 s here
-        timings["cleanup"] = time.perf_counter() - start
-    if record.status == FAILED:
-        logging.warning("trial %d %s failed: %s", record.number, key, record.error[:500])
-    return record
+    for name, value in values.items():
+        if isinstance(value, LiveData):
+            raise ValueError("live tf.data datasets cannot be sent to worker processes: with executor 'local' or "
+                             "'ray' pass a DataSpec or a picklable factory returning (train, validation) as "
+                             "train_data, and validation_data=None")
+        try:
+            pickle.dumps(value)
+        except Exception as e:  # noqa: BLE001 - pickle raises several types
+            raise ValueError(f"{name} cannot be sent to worker processes ({type(e).__name__}: {e}); use a "
+                             "module-level function or functools.partial, not a lambda or a local function, "
+                             "or executor='in_process'") from None
 
 
 class ChanceCheck:
@@ -283,26 +263,39 @@ class ChanceCheck:
 
     Chance is the share of the most frequent validation class; within noise means at most three
     binomial standard errors above it (and at least one point). Checked from the third completed
-    trial on; the validation labels are counted once, when first needed.
+    trial on; the validation labels are counted once, when first needed (for a `DataSpec` or a
+    factory, by loading the validation split in this process).
     """
 
     MIN_TRIALS = 3
 
-    def __init__(self, validation_data):
-        self.validation_data = validation_data
+    def __init__(self, data, num_classes: int = 0):
+        self.data = data
+        self.num_classes = num_classes
         self.warned = False
         self._band: Optional[Tuple[float, float]] = None
+
+    def _validation_labels(self):
+        import numpy as np
+
+        from layernas_tf.runner import LiveData
+        from train.spec import DataSpec
+
+        if isinstance(self.data, DataSpec):
+            from train.data import load_dataset
+
+            d = self.data
+            return load_dataset(d.dataset, d.image_size, d.seed, d.data_dir, max_examples=d.max_examples).labels(
+                "validation")
+        validation = self.data.validation if isinstance(self.data, LiveData) else self.data()[1]
+        return np.concatenate([np.asarray(labels).reshape(-1) for _, labels in validation])
 
     def band(self) -> Tuple[float, float]:
         """(chance accuracy, highest accuracy still within noise of it)."""
         if self._band is None:
             import numpy as np
 
-            counts = np.zeros(0, np.int64)
-            for _, labels in self.validation_data:
-                batch = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64))
-                counts = np.pad(counts, (0, max(0, len(batch) - len(counts))))
-                counts[:len(batch)] += batch
+            counts = np.bincount(self._validation_labels().astype(np.int64))
             total = max(int(counts.sum()), 1)
             chance = float(counts.max()) / total if counts.size else 0.0
             self._band = chance, chance + max(3 * math.sqrt(chance * (1 - chance) / total), 0.01)
@@ -321,15 +314,3 @@ class ChanceCheck:
             "training learns nothing yet, so the search is ranking noise. Train longer (--proxy_epochs) or change "
             "--learning_rate.", len(rewards), max(rewards), chance)
         return True
-
-
-def _steps(compile_with_settings, train_data):
-    """The default compile needs the steps per epoch for its learning-rate schedule."""
-    from train.trainer import count_batches
-
-    steps = count_batches(train_data)
-
-    def compile_model(model):
-        return compile_with_settings(model, steps_per_epoch=steps)
-
-    return compile_model

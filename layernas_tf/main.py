@@ -16,6 +16,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import dataclasses
 import importlib.util
 import pathlib
 import time
@@ -24,6 +25,7 @@ from absl import app, flags, logging
 
 import searchspaces
 from layernas_tf.api import SEARCHERS, TooManyFailuresError
+from layernas_tf.executors import EXECUTORS, default_workers
 from train.spec import CACHES, FOLDER_PREFIX, MIN_IMAGE_SIZE
 from layernas_tf.search import parse_settings
 from layernas_tf.search.layernas import sweep_upper_bound
@@ -57,6 +59,18 @@ flags.DEFINE_integer("max_trials", 24, "At most this many candidates are trained
 flags.DEFINE_enum("searcher", "layernas", list(SEARCHERS), "Search algorithm (constraint-aware: proposes only "
                   "candidates within the target). optuna_tpe and pyglove_evolution need the [bench] extra.")
 define_layernas_settings()
+flags.DEFINE_enum("executor", "local", list(EXECUTORS), "Where trials run: 'in_process' (one at a time, in this "
+                  "process), 'local' (--workers spawned processes on this machine) or 'ray' (a Ray cluster).")
+flags.DEFINE_integer("workers", None, "Trials at once: local worker processes (default: one per GPU; on CPU, "
+                     f"{default_workers()} on this machine), or Ray trials in flight (default: what the cluster's "
+                     "resources allow).", lower_bound=1)
+flags.DEFINE_string("ray_address", None, "With --executor=ray: 'auto' or HOST:PORT of a running cluster (ray start "
+                    "--head); unset: a local Ray instance.")
+flags.DEFINE_float("cpus_per_trial", 1, "With --executor=ray: CPUs reserved per trial.", lower_bound=0)
+flags.DEFINE_float("gpus_per_trial", 0, "With --executor=ray: GPUs reserved per trial (fractions share a GPU).",
+                   lower_bound=0)
+flags.DEFINE_integer("trial_retries", 1, "Run a trial again this many times when its worker dies under it "
+                     "(SIGKILL, out of memory, a lost node).", lower_bound=0)
 flags.DEFINE_integer("max_consecutive_failures", 3, "Stop after this many failed trials in a row (a bug, not bad "
                      "candidates); the stored trials are kept and a rerun resumes.", lower_bound=1)
 flags.DEFINE_integer("proxy_epochs", 3, "Training epochs per candidate during the search.", lower_bound=1)
@@ -135,16 +149,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from layernas_tf import quiet
 
-    tf = quiet.import_tensorflow()
-    import keras
+    from layernas_tf.runner import build_with_weights, setup_worker_tensorflow
+
+    setup_worker_tensorflow()  # op determinism, GPU memory growth
 
     from export import deploy
     from layernas_tf import api, report
-    from searchspaces.builder import build
+    from layernas_tf.executors import make_executor, run_specs
+    from layernas_tf.runner import TrialSpec
     from train.data import load_dataset
-    from train.trainer import TrainSettings, compile_model, fit_and_evaluate
+    from train.spec import DataSpec, TrainSettings
 
-    tf.config.experimental.enable_op_determinism()
     start = time.perf_counter()
     space = searchspaces.get_space(FLAGS.search_space)
     image_size = FLAGS.image_size or space.input_size
@@ -176,42 +191,48 @@ def main(argv):
         logging.warning("--max_trials=%d is below one sweep over every layer (%d trials for %s): the search will "
                         "only vary the first layers", FLAGS.max_trials, one_sweep, space.name)
 
-    cache = dict(cache=FLAGS.cache, cache_memory_mb=FLAGS.cache_memory_mb, cache_dir=FLAGS.cache_dir)
-    train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed, **cache)
-    proxy_train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed,
-                                  examples=FLAGS.proxy_examples, **cache)
-    val_ds = data.batched("validation", FLAGS.batch_size, **cache)
+    data_spec = DataSpec(FLAGS.dataset, image_size, FLAGS.seed, FLAGS.data_dir, FLAGS.max_examples,
+                         FLAGS.proxy_examples, FLAGS.batch_size, FLAGS.cache, FLAGS.cache_memory_mb, FLAGS.cache_dir)
     logging.info("cache: train %s, validation %s; proxy training on %d of %d train examples",
                  data.cache_mode("train", FLAGS.cache, FLAGS.cache_memory_mb),
                  data.cache_mode("validation", FLAGS.cache, FLAGS.cache_memory_mb),
                  data.examples("train", FLAGS.proxy_examples), data.sizes["train"])
     train_settings = TrainSettings(epochs=FLAGS.proxy_epochs, batch_size=FLAGS.batch_size,
                                    learning_rate=FLAGS.learning_rate)
-    proxy_steps = data.steps_per_epoch("train", FLAGS.batch_size, FLAGS.proxy_examples)
     tensorboard = report.TensorBoardLogger(str(search_dir / "tensorboard"), space, target.metric)
     progress = _progress_bar(FLAGS.max_trials)
+    runner = make_executor(FLAGS.executor, FLAGS.workers, FLAGS.ray_address, FLAGS.cpus_per_trial,
+                           FLAGS.gpus_per_trial)
+    logging.info("executor %s: %d trials at a time", FLAGS.executor, runner.slots)
 
     def on_resume(stored):
-        progress.update(len(stored))
+        progress.update(sum(t.status != "running" for t in stored))
+
+    status = {}  # the progress bar's postfix: trials running, best reward and its cost
 
     def on_trial(record, best):
         tensorboard.log(record, best)
-        progress.update(1)
         if best is not None:
-            progress.set_postfix(best=f"{best.reward:.4f}", cost=f"{best.cost:,.4g}", refresh=False)
+            status.update(best=f"{best.reward:.4f}", cost=f"{best.cost:,.4g}")
+        progress.set_postfix(status, refresh=False)
+        progress.update(1)
 
+    def on_running(count):
+        status["running"] = count
+        progress.set_postfix(status)
     try:
         result = api.search(
-            space, proxy_train_ds, val_ds, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
-            search_dir=str(search_dir), compile_fn=lambda m: compile_model(m, train_settings, proxy_steps),
-            input_size=image_size, num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed,
-            searcher=FLAGS.searcher, searcher_settings=settings, latency_fn=latency_fn,
-            max_consecutive_failures=FLAGS.max_consecutive_failures,
+            space, data_spec, None, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
+            search_dir=str(search_dir), compile_fn=train_settings, input_size=image_size,
+            num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, searcher=FLAGS.searcher,
+            searcher_settings=settings, latency_fn=latency_fn, max_consecutive_failures=FLAGS.max_consecutive_failures,
+            executor=runner, trial_retries=FLAGS.trial_retries,
             config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
                     "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format,
                     "proxy_examples": FLAGS.proxy_examples},
-            on_trial=on_trial, on_resume=on_resume)
+            on_trial=on_trial, on_resume=on_resume, on_running=on_running)
     except TooManyFailuresError as e:
+        runner.close()
         logging.error("%s", e)
         print(f"ERROR: {e}")
         raise SystemExit(1)
@@ -219,29 +240,40 @@ def main(argv):
         progress.close()
     search_seconds = time.perf_counter() - start
     if result.winner is None:
+        runner.close()
         logging.error("no trial completed within the target: %s; see the errors above", result.counts)
         raise SystemExit(1)
 
     finalists = [result.winner] + [t for t in result.bucket_winners(FLAGS.bucket_winners + 1)
                                    if t.number != result.winner.number][:FLAGS.bucket_winners]
-    final_settings = TrainSettings(epochs=FLAGS.final_epochs, batch_size=FLAGS.batch_size,
-                                   learning_rate=FLAGS.learning_rate)
+    final_settings = dataclasses.replace(train_settings, epochs=FLAGS.final_epochs)
+    # Final training through the same runner and executor as the search: finalists train in parallel,
+    # and their weights come back in the outcomes (from any node), to be exported here.
+    specs = [TrialSpec(rank, space, space.parse(r.encoding), data_spec.for_final_training(), final_settings,
+                       FLAGS.final_epochs, image_size, data.num_classes, bn_momentum=FLAGS.bn_momentum,
+                       seed=FLAGS.seed, final=True, return_weights=True) for rank, r in enumerate(finalists)]
+    try:
+        finals = run_specs(runner, specs)
+    finally:
+        runner.close()
     calibration_images, _ = data.numpy_images("train", FLAGS.calibration_images)
     test_images, test_labels = data.numpy_images("test", data.sizes["test"])
     exports = {}
     for rank, record in enumerate(finalists):
         name = "winner" if rank == 0 else f"bucket_{rank}_{record.encoding}"
-        keras.utils.set_random_seed(api.trial_seed(FLAGS.seed, record.encoding))
-        model = build(space, record.encoding, (image_size, image_size, 3), data.num_classes,
-                                   bn_momentum=FLAGS.bn_momentum)
-        compile_model(model, final_settings, data.steps_per_epoch("train", FLAGS.batch_size))
-        final = fit_and_evaluate(model, train_ds, val_ds, FLAGS.final_epochs)
-        logging.info("%s %s: validation accuracy %.4f after %d epochs", name, record.encoding, final.val_accuracy,
-                     FLAGS.final_epochs)
+        final = finals[rank]
+        if final.status != "completed":
+            logging.error("final training of %s %s failed: %s", name, record.encoding, final.error)
+            raise SystemExit(1)
+        logging.info("%s %s: validation accuracy %.4f after %d epochs (%s %s)", name, record.encoding, final.reward,
+                     FLAGS.final_epochs, final.host, final.device)
+        model = build_with_weights(specs[rank], final.weights)
         int8_model = None
         if FLAGS.qat:
             from export.qat import qat_finetune
 
+            train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed, cache=FLAGS.cache,
+                                    cache_memory_mb=FLAGS.cache_memory_mb, cache_dir=FLAGS.cache_dir)
             int8_model = qat_finetune(model, space, record.encoding, train_ds, FLAGS.qat_epochs,
                                       input_size=image_size, num_classes=data.num_classes)
         with quiet.native_output_captured():  # converter and interpreter notices
@@ -255,7 +287,7 @@ def main(argv):
                                scores=result.scores))
     print(f"\n{'model':<34} {'val_acc':>8} {'keras':>7} {'float':>7} {'int8':>7} {'float ms':>9} {'int8 ms':>8}")
     for name, (record, final, exp) in exports.items():
-        print(f"{name:<34} {final.val_accuracy:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "
+        print(f"{name:<34} {final.reward:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "
               f"{exp.accuracy['tflite_int8']:>7.4f} {exp.latency_ms['float']:>9.3f} {exp.latency_ms['int8']:>8.3f}")
     for name, (_, _, exp) in exports.items():
         for warning in exp.warnings():
@@ -266,7 +298,7 @@ def main(argv):
     report.plot_search(result.trials, target.min_value, target.max_value, str(search_dir / "search.png"))
     extra = {
         "search_space": space.name, "dataset": FLAGS.dataset, "target": target.describe(),
-        "winner_final_val_accuracy": winner_final.val_accuracy, "resumed_trials": result.resumed_trials,
+        "winner_final_val_accuracy": winner_final.reward, "executor": FLAGS.executor, "trials_at_once": runner.slots, "resumed_trials": result.resumed_trials,
         "seconds": {"search": search_seconds, "total": time.perf_counter() - start},
         "bucket_winners": [{"encoding": r.encoding, "madds": r.madds, "params": r.params, "val_accuracy": r.reward,
                             "accuracy": e.accuracy, "latency_ms": e.latency_ms, "tflite": e.tflite}

@@ -19,6 +19,13 @@ from typing import Dict, List, Optional, Sequence
 
 COMPLETED = "completed"
 FAILED = "failed"
+RUNNING = "running"  # handed out to a worker, no outcome yet
+
+# Column name -> SQLite type, in table order.
+COLUMNS = (("number", "INTEGER PRIMARY KEY"), ("encoding", "TEXT"), ("cost", "REAL"), ("madds", "INTEGER"),
+           ("params", "INTEGER"), ("status", "TEXT"), ("reward", "REAL"), ("error", "TEXT"), ("timings", "TEXT"),
+           ("finished_at", "REAL"), ("repeat_of", "INTEGER"), ("told_before", "INTEGER"), ("told_order", "INTEGER"),
+           ("attempts", "INTEGER"), ("host", "TEXT"), ("device", "TEXT"))
 
 
 class IncompatibleSearchError(ValueError):
@@ -38,6 +45,11 @@ class TrialRecord:
     timings: Dict[str, float] = dataclasses.field(default_factory=dict)
     finished_at: float = 0.0
     repeat_of: Optional[int] = None  # a proposal of an encoding already stored: answered from trial `repeat_of`
+    told_before: Optional[int] = None  # results the searcher had been told when this trial was handed out
+    told_order: Optional[int] = None  # position of this result in the order the searcher was told (0, 1, ...)
+    attempts: int = 1  # runs of this trial (a trial whose worker died is run again)
+    host: str = ""
+    device: str = ""
 
     @property
     def val_accuracy(self) -> Optional[float]:
@@ -69,18 +81,22 @@ class TrialStore:
         self._check_config(config)
 
     def _create_trials_table(self) -> None:
-        """The trials table; a store from before repeated proposals (UNIQUE encodings) is migrated in place."""
-        schema = ("(number INTEGER PRIMARY KEY, encoding TEXT, cost REAL, madds INTEGER, params INTEGER, status TEXT, "
-                  "reward REAL, error TEXT, timings TEXT, finished_at REAL, repeat_of INTEGER)")
+        """The trials table. A store written by an earlier version is migrated in place: its rows are
+        kept, a UNIQUE encoding constraint is dropped and new columns are added."""
+        schema = "(" + ", ".join(f"{name} {kind}" for name, kind in COLUMNS) + ")"
         row = self._db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='trials'").fetchone()
         if row is None:
             self._db.execute(f"CREATE TABLE trials {schema}")
-        elif "repeat_of" not in row[0]:
-            with self._db:
-                self._db.execute("ALTER TABLE trials RENAME TO trials_before_repeats")
-                self._db.execute(f"CREATE TABLE trials {schema}")
-                self._db.execute("INSERT INTO trials SELECT *, NULL FROM trials_before_repeats")
-                self._db.execute("DROP TABLE trials_before_repeats")
+            return
+        existing = [r[1] for r in self._db.execute("PRAGMA table_info(trials)")]
+        if existing == [name for name, _ in COLUMNS] and "UNIQUE" not in row[0]:
+            return
+        with self._db:
+            self._db.execute("ALTER TABLE trials RENAME TO trials_before_migration")
+            self._db.execute(f"CREATE TABLE trials {schema}")
+            common = ", ".join(name for name, _ in COLUMNS if name in existing)
+            self._db.execute(f"INSERT INTO trials ({common}) SELECT {common} FROM trials_before_migration")
+            self._db.execute("DROP TABLE trials_before_migration")
 
     def _check_config(self, config: dict) -> None:
         recorded = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
@@ -105,23 +121,43 @@ class TrialStore:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
 
     def add(self, record: TrialRecord) -> TrialRecord:
-        """Write one finished trial durably (its own committed transaction)."""
-        record.finished_at = record.finished_at or time.time()
+        """Write one trial (running, or finished) durably, in its own committed transaction."""
+        if record.status != RUNNING:
+            record.finished_at = record.finished_at or time.time()
         with self._db:
-            self._db.execute(
-                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.number, record.encoding, record.cost, record.madds, record.params, record.status,
-                 record.reward, record.error, json.dumps(record.timings), record.finished_at, record.repeat_of),
-            )
+            self._db.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(COLUMNS))})", self._row(record))
         return record
 
+    def update(self, record: TrialRecord) -> TrialRecord:
+        """Replace the stored row of `record.number` (a running trial's outcome), in one transaction."""
+        if record.status != RUNNING:
+            record.finished_at = record.finished_at or time.time()
+        names = [name for name, _ in COLUMNS[1:]]
+        with self._db:
+            cursor = self._db.execute(f"UPDATE trials SET {', '.join(n + ' = ?' for n in names)} WHERE number = ?",
+                                      self._row(record)[1:] + (record.number,))
+        if cursor.rowcount != 1:
+            raise KeyError(f"trial {record.number} is not in the store")
+        return record
+
+    @staticmethod
+    def _row(record: TrialRecord) -> tuple:
+        values = dataclasses.asdict(record)
+        values["timings"] = json.dumps(record.timings)
+        return tuple(values[name] for name, _ in COLUMNS)
+
     def trials(self) -> List[TrialRecord]:
-        rows = self._db.execute(
-            "SELECT number, encoding, cost, madds, params, status, reward, error, timings, finished_at, repeat_of "
-            "FROM trials ORDER BY number"
-        )
-        return [TrialRecord(n, e, c, m, p, s, r, err or "", json.loads(t or "{}"), f, rep)
-                for n, e, c, m, p, s, r, err, t, f, rep in rows]
+        """Every stored trial, by number (hand-out order)."""
+        names = [name for name, _ in COLUMNS]
+        records = []
+        for row in self._db.execute(f"SELECT {', '.join(names)} FROM trials ORDER BY number"):
+            values = dict(zip(names, row))
+            values["timings"] = json.loads(values["timings"] or "{}")
+            values["error"] = values["error"] or ""
+            values["attempts"] = values["attempts"] or 1
+            values["host"], values["device"] = values["host"] or "", values["device"] or ""
+            records.append(TrialRecord(**values))
+        return records
 
     def find(self, encoding: str) -> Optional[TrialRecord]:
         """The trial that trained `encoding` (not a repeat of it), or None."""

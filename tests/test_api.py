@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import searchspaces
 from layernas_tf import api
+from layernas_tf.runner import LiveData
 from layernas_tf.search import InfeasibleTargetError
 from layernas_tf.store import COMPLETED, FAILED, IncompatibleSearchError
 
@@ -44,7 +45,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
     assert result.counts == {"completed": 3, "failed": 1, "repeated": 0}
     assert [s for s, _ in seen] == statuses
     assert result.winner is not None and result.winner.status == COMPLETED and result.winner.madds <= 5e5
-    assert set(result.trials[0].timings) >= {"profile", "build", "trace", "train", "eval"}
+    assert set(result.trials[0].timings) >= {"data", "build", "trace", "train", "eval", "cleanup"}
 
 
 def _exploding():
@@ -179,7 +180,7 @@ def test_unknown_searcher_is_refused():
 def test_chance_check_warns_once_when_every_trial_is_at_chance():
     labels = np.arange(32) % 2
     validation = tf.data.Dataset.from_tensor_slices((np.zeros((32, 1), np.float32), labels)).batch(10)
-    check = api.ChanceCheck(validation)
+    check = api.ChanceCheck(LiveData(None, validation))
     chance, ceiling = check.band()
     assert chance == 0.5 and ceiling == pytest.approx(0.5 + 3 * (0.25 / 32) ** 0.5)
     assert not check.check([0.5, 0.55])  # too few trials to tell

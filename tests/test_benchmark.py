@@ -47,7 +47,7 @@ def test_parse_settings_refuses_bad_items(items, message):
 @pytest.mark.parametrize("fmt", ["nas_bench_macro", "channel_bench_macro"])
 def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, fmt):
     out = tmp_path / "out"
-    done = _cli("layernas_tf.benchmark", f"--table={tables[fmt]}", "--algorithms=layernas,random_unaware",
+    done = _cli("layernas_tf.benchmarks.tables", f"--table={tables[fmt]}", "--algorithms=layernas,random_unaware",
                 "--runs=3", "--budgets=10,20", "--workers=1", f"--out={out}", "--layernas_settings=refine=none")
     assert done.returncode == 0, done.stderr
     payload = json.loads((out / "results.json").read_text())
@@ -68,14 +68,14 @@ def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, f
 def test_benchmark_cli_refuses_a_malformed_table_and_a_bad_setting(tables, tmp_path):
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
-    done = _cli("layernas_tf.benchmark", f"--table={empty}", "--runs=1")
+    done = _cli("layernas_tf.benchmarks.tables", f"--table={empty}", "--runs=1")
     assert done.returncode != 0 and "expected a non-empty JSON object" in done.stderr
-    done = _cli("layernas_tf.benchmark", f"--table={tables['channel_bench_macro']}", "--layernas_settings=fill=middle")
+    done = _cli("layernas_tf.benchmarks.tables", f"--table={tables['channel_bench_macro']}", "--layernas_settings=fill=middle")
     assert done.returncode != 0 and "--layernas_settings: layernas fill='middle' is not allowed" in done.stderr
 
 
 def test_ablation_cli_runs_each_variant(tables, tmp_path):
-    done = _cli("layernas_tf.ablation", f"--tables={tables['nas_bench_macro']}", "--variants=default,paper",
+    done = _cli("layernas_tf.benchmarks.ablation", f"--tables={tables['nas_bench_macro']}", "--variants=default,paper",
                 "--runs=2", "--budgets=15", "--workers=1", f"--out={tmp_path}")
     assert done.returncode == 0, done.stderr
     payload = json.loads((tmp_path / "ablation.json").read_text())

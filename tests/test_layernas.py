@@ -4,7 +4,7 @@ import random
 import pytest
 
 from layernas_tf.search import InfeasibleTargetError, Problem, make_searcher
-from layernas_tf.search.base import Trial
+from layernas_tf.search.base import HandOut, Trial
 from layernas_tf.search.layernas import LayerNAS, sweep_upper_bound
 
 VALUES = [[0.0, 1.0, 1.6, 2.0], [0.0, 0.5, 2.5, 2.6], [0.0, 1.2, 1.3, 3.0], [0.0, 0.4, 0.9, 1.0], [0.0, 2.0, 2.1, 2.2]]
@@ -66,7 +66,7 @@ def test_replaying_the_state_gives_the_same_search():
     original = run(LayerNAS(problem, 80, seed=0), noise=0.3)
     state = original.get_state()
     rebuilt = make_searcher("layernas", problem, state["budget"], state["seed"], **state["settings"])
-    rebuilt.replay([Trial.from_json(t) for t in state["trials"]])
+    rebuilt.replay_log([HandOut(**h) for h in state["handouts"]])
     assert rebuilt.best().encoding == original.best().encoding
     assert [t.encoding for t in rebuilt.trials] == [t.encoding for t in original.trials]
 

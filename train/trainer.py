@@ -21,41 +21,13 @@ from typing import Dict, List, Optional
 import keras
 import tensorflow as tf
 
-OPTIMIZERS = ("adam", "sgd")
+from train.spec import OPTIMIZERS, TrainSettings  # noqa: F401 - re-exported
 # fit() defaults to shuffle=True and warns that a tf.data input is not reshuffled by it; ours are.
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
 class TrialFailure(RuntimeError):
     """Training produced no usable model (NaN or infinite loss)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """How a candidate is trained.
-
-    Attributes:
-      epochs: passes over the train split.
-      batch_size: examples per step (used by callers that batch the data).
-      learning_rate: peak learning rate; it decays by cosine to 0 over the run.
-      optimizer: 'adam' or 'sgd' (momentum 0.9).
-      steps_per_execution: training steps run per compiled call; fewer Python round trips per epoch.
-    """
-
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 5e-3
-    optimizer: str = "adam"
-    steps_per_execution: int = 8
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.steps_per_execution < 1:
-            raise ValueError(f"epochs, batch_size and steps_per_execution must be >= 1, got {self.epochs}, "
-                             f"{self.batch_size}, {self.steps_per_execution}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
 @dataclasses.dataclass

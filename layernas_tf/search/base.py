@@ -33,6 +33,18 @@ class Trial:
         return cls(tuple(data["encoding"]), float(data["cost"]), None if data["reward"] is None else float(data["reward"]))
 
 
+@dataclasses.dataclass
+class HandOut:
+    """One logged hand-out: the encoding, its reward (None: failed or not told), how many results had
+    been told when it was handed out, and the position of its own result in the telling order (None:
+    still running)."""
+
+    encoding: Encoding
+    reward: Optional[float]
+    told_before: int
+    told_order: Optional[int]
+
+
 class Searcher:
     """Base class: bookkeeping of trials, budget, best feasible answer, replay.
 
@@ -52,6 +64,8 @@ class Searcher:
         self.trials: List[Trial] = []
         self.pending: List[Encoding] = []
         self._told: Dict[Encoding, Optional[float]] = {}  # the last reward told per encoding
+        self.handouts: List[HandOut] = []  # every proposal in ask order, with when it was told
+        self._untold: Dict[Encoding, List[int]] = {}  # encoding -> indices of its untold hand-outs
         self._finished = False
 
     # -- ask / tell ---------------------------------------------------------------------------
@@ -69,6 +83,9 @@ class Searcher:
         if not proposals and not self.pending:
             self._finished = True
         self.pending.extend(proposals)
+        for p in proposals:
+            self._untold.setdefault(tuple(p), []).append(len(self.handouts))
+            self.handouts.append(HandOut(tuple(p), None, len(self.trials), None))
         return list(proposals)
 
     def tell(self, encoding: Sequence[int], reward: Optional[float]) -> Trial:
@@ -81,6 +98,8 @@ class Searcher:
         except ValueError:
             raise ValueError(f"tell() got {encoding}, which was not handed out by ask()") from None
         trial = Trial(encoding, self.problem.cost_of(encoding), None if reward is None else float(reward))
+        handout = self.handouts[self._untold[encoding].pop(0)]
+        handout.reward, handout.told_order = trial.reward, len(self.trials)
         self.trials.append(trial)
         self._told[encoding] = trial.reward
         self._observe(trial)
@@ -107,30 +126,55 @@ class Searcher:
 
     # -- state --------------------------------------------------------------------------------
     def get_state(self) -> dict:
-        """Plain-data state: settings and the trial log (enough to rebuild by replay)."""
+        """Plain-data state: settings, the trials in telling order and the hand-out log (enough to rebuild
+        by `replay_log`, however asks and tells were interleaved)."""
         return {"name": self.name, "budget": self.budget, "seed": self.seed, "settings": self.settings(),
-                "trials": [t.to_json() for t in self.trials]}
+                "trials": [t.to_json() for t in self.trials],
+                "handouts": [dataclasses.asdict(h) for h in self.handouts]}
 
     def settings(self) -> dict:
         return {}
 
     def replay(self, trials: Iterable[Trial]) -> None:
-        """Rebuild state by re-telling a logged sequence of trials, asking one encoding at a time.
-
-        Encodings asked during replay but absent from the log stay in `pending`: they were handed out
-        when the process stopped and should be evaluated first on resume.
+        """Rebuild state from a sequential log: each trial handed out after every earlier one was told.
 
         Raises:
           ValueError: if the log diverges from what this searcher proposes (other settings or seed).
         """
-        for trial in trials:
-            while tuple(trial.encoding) not in self.pending:
-                if not self.ask(1):
+        self.replay_log(HandOut(t.encoding, t.reward, i, i) for i, t in enumerate(trials))
+
+    def replay_log(self, handouts: Iterable["HandOut"]) -> None:
+        """Rebuild state from a log of concurrent asks and tells, as a coordinator recorded it.
+
+        `handouts` are in hand-out order; each says how many results had been told when it was handed
+        out (`told_before`) and where its own result came in the telling order (`told_order`, None while
+        it is still running). Results are told in their recorded order, each before the first hand-out
+        that saw it, so the searcher sees the same interleaving as the recorded run. Encodings handed
+        out but never told stay in `pending`: they were running when the process stopped.
+
+        Raises:
+          ValueError: if the log diverges from what this searcher proposes (other settings or seed).
+        """
+        handouts = list(handouts)
+        told = sorted((h for h in handouts if h.told_order is not None), key=lambda h: h.told_order)
+        asked: Dict[Encoding, int] = {}  # asked during replay, not yet matched to a logged hand-out
+        next_tell = 0
+        for number, handout in enumerate(handouts):
+            while next_tell < len(told) and next_tell < handout.told_before:
+                self.tell(told[next_tell].encoding, told[next_tell].reward)
+                next_tell += 1
+            encoding = tuple(handout.encoding)
+            while not asked.get(encoding):
+                proposals = self.ask(1)
+                if not proposals:
                     raise ValueError(
-                        f"replay diverged at trial {len(self.trials)}: the log has {tuple(trial.encoding)}, which this "
-                        "searcher does not propose; were the settings, seed or target changed?"
-                    )
-            self.tell(trial.encoding, trial.reward)
+                        f"replay diverged at hand-out {number}: the log has {encoding}, which this searcher does "
+                        "not propose; were the settings, seed or target changed?")
+                for p in proposals:
+                    asked[p] = asked.get(p, 0) + 1
+            asked[encoding] -= 1
+        for handout in told[next_tell:]:
+            self.tell(handout.encoding, handout.reward)
 
     # -- hooks --------------------------------------------------------------------------------
     def _propose(self, n: int) -> List[Encoding]:

@@ -5,12 +5,10 @@ Pure Python (standard library only). Every searcher here
 * takes `constraint_aware`: when True it only proposes encodings that meet the problem's cost target
   (infeasible candidates are rejected before they cost a query); when False it ignores the cost and
   `best()` still reports only feasible answers;
-* is deterministic given its seed and the rewards it is told, and makes its proposals depend only on
-  results told *before* the proposal could first be asked. That is what `Searcher.replay` needs: a
-  replay asks lazily, one encoding at a time, so a searcher whose proposals depended on how asks and
-  tells were interleaved would not reproduce its log. Searchers whose next proposal needs the
-  previous results (evolution after its initial population, policy gradient between batches) return
-  nothing from `ask` while those results are pending.
+* is deterministic given its seed and the asks and tells in the order they happened, which
+  `Searcher.replay_log` reproduces from the hand-out log. Evolution is asynchronous: after its initial
+  population, each child comes from the population as it stands when asked. Policy gradient works in
+  batches and returns nothing from `ask` while the current batch's results are pending.
 
 A failed evaluation (reward None) counts as the worst reward.
 """
@@ -206,9 +204,10 @@ class RegularizedEvolution(Searcher):
         if proposed < self.population_size:
             count = min(n, self.population_size - proposed)
             return [random_encoding(self.problem, self.rng, self.constraint_aware) for _ in range(count)]
-        if self.pending:
-            return []  # the next parent depends on results not yet told
-        return [self._child()]
+        if not self.population:
+            return []  # no parent has a result yet
+        # Asynchronous: each child comes from the population as it stands, results still pending or not.
+        return [self._child() for _ in range(n)]
 
     def _observe(self, trial: Trial) -> None:
         self.population.append((trial.encoding, trial.reward))

@@ -277,12 +277,13 @@ class LayerNAS(Searcher):
                 elif self.queue:
                     out.append(self.queue.pop(0))
             return out
-        if self.phase == "refine" and not self.pending:
-            # Sequential: each refinement proposal uses the model refitted on every result so far.
+        if self.phase == "refine":
+            # A batch: the best-predicted unevaluated neighbours that are not pending, with the model
+            # refitted on every result told so far.
             candidates = self._refine_candidates()
-            if not candidates:
+            if not candidates and not self.pending:
                 self.phase = "finished"
-            return candidates[:1]
+            return candidates[:n]
         return out
 
     def _observe(self, trial: Trial) -> None:

@@ -3,9 +3,11 @@
 Optuna and PyGlove are optional (benchmark extras): each class imports its library when constructed,
 never at module import.
 
-Both adapters are sequential: one proposal at a time, and none while one is pending, because the
-libraries' next suggestion depends on every earlier result; this keeps `Searcher.replay` exact. Both
-are deterministic for a fixed seed. Constraint-aware, a suggestion that misses the cost target is not
+Both run in parallel form: `ask(n)` hands out up to n suggestions while earlier ones are pending.
+Optuna's TPE uses its constant-liar option (a running trial counts as a poor result, so parallel
+suggestions spread out); PyGlove's regularized evolution proposes children from the population as
+it stands (asynchronous evolution). Both are deterministic for a fixed seed and the same interleaving
+of asks and tells, which `Searcher.replay_log` reproduces. Constraint-aware, a suggestion that misses the cost target is not
 evaluated and costs no query: it is answered inside the library (see each class) and a new one is
 asked, up to `max_rejections` times, after which a feasible random encoding is evaluated in its
 place. A failed evaluation (reward None) is reported to the library as reward -inf.
@@ -14,7 +16,7 @@ place. A failed evaluation (reward None) is reported to the library as reward -i
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import Dict, List
 
 from layernas_tf.search.base import Searcher, Trial
 from layernas_tf.search.baselines import random_encoding
@@ -76,9 +78,9 @@ class OptunaTPE(Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=self.n_startup_trials, n_ei_candidates=self.n_ei_candidates,
-            multivariate=self.multivariate)
+            multivariate=self.multivariate, constant_liar=True)
         self._study = optuna.create_study(direction="maximize", sampler=sampler)
-        self._trial = None  # the Optuna trial handed out and not yet told
+        self._trials: Dict[Encoding, list] = {}  # Optuna trials handed out and not yet told, per encoding
 
     def settings(self) -> dict:
         return {"constraint_aware": self.constraint_aware, "infeasible": self.infeasible,
@@ -90,29 +92,31 @@ class OptunaTPE(Searcher):
                      for i, n in enumerate(self.problem.num_options))
 
     def _propose(self, n: int) -> List[Encoding]:
-        if self.pending:
-            return []
+        return [self._propose_one() for _ in range(n)]
+
+    def _propose_one(self) -> Encoding:
         for _ in range(self.max_rejections if self.constraint_aware else 1):
             trial = self._study.ask()
             encoding = self._suggest(trial)
             if not self.constraint_aware or self.problem.feasible(encoding):
-                self._trial = trial
-                return [encoding]
+                self._trials.setdefault(encoding, []).append(trial)
+                return encoding
             if self.infeasible == "constraint":
                 trial.set_constraint("cost", _violation(self.problem, encoding))
             self._study.tell(trial, -math.inf)
         # TPE keeps missing the target: evaluate a feasible random encoding, as an Optuna trial.
         encoding = random_encoding(self.problem, self.rng)
         self._study.enqueue_trial({f"layer{i}": o for i, o in enumerate(encoding)})
-        self._trial = self._study.ask()
-        self._suggest(self._trial)
-        return [encoding]
+        trial = self._study.ask()
+        self._suggest(trial)
+        self._trials.setdefault(encoding, []).append(trial)
+        return encoding
 
     def _observe(self, trial: Trial) -> None:
+        optuna_trial = self._trials[trial.encoding].pop(0)
         if self.constraint_aware and self.infeasible == "constraint":
-            self._trial.set_constraint("cost", _violation(self.problem, trial.encoding))
-        self._study.tell(self._trial, -math.inf if trial.reward is None else trial.reward)
-        self._trial = None
+            optuna_trial.set_constraint("cost", _violation(self.problem, trial.encoding))
+        self._study.tell(optuna_trial, -math.inf if trial.reward is None else trial.reward)
 
 
 class PyGloveEvolution(Searcher):
@@ -166,32 +170,34 @@ class PyGloveEvolution(Searcher):
             mutator=pg.evolution.mutators.Uniform(seed=seed), population_size=self.population_size,
             tournament_size=self.tournament_size, seed=seed)
         self._generator.setup(self._spec)
-        self._dna = None  # the DNA handed out and not yet fed back
+        self._dnas: Dict[Encoding, list] = {}  # DNA handed out and not yet fed back, per encoding
 
     def settings(self) -> dict:
         return {"constraint_aware": self.constraint_aware, "population_size": self.population_size,
                 "tournament_size": self.tournament_size, "max_rejections": self.max_rejections}
 
     def _propose(self, n: int) -> List[Encoding]:
-        if self.pending:
-            return []
+        return [self._propose_one() for _ in range(n)]
+
+    def _propose_one(self) -> Encoding:
         for _ in range(self.max_rejections if self.constraint_aware else 1):
             dna = self._generator.propose()
             encoding = tuple(dna.to_numbers())
             if not self.constraint_aware or self.problem.feasible(encoding):
-                self._dna = dna
-                return [encoding]
+                self._dnas.setdefault(encoding, []).append(dna)
+                return encoding
         # Evolution keeps missing the target: evaluate a feasible random encoding in the slot of the
         # last dropped proposal (PyGlove's feedback needs its proposal and generation metadata).
         encoding = random_encoding(self.problem, self.rng)
-        self._dna = self._pg.DNA.from_numbers(list(encoding), self._spec)
+        replacement = self._pg.DNA.from_numbers(list(encoding), self._spec)
         for key, value in dna.metadata.items():
-            self._dna.set_metadata(key, value)
-        return [encoding]
+            replacement.set_metadata(key, value)
+        self._dnas.setdefault(encoding, []).append(replacement)
+        return encoding
 
     def _observe(self, trial: Trial) -> None:
-        self._generator.feedback(self._dna, -math.inf if trial.reward is None else trial.reward)
-        self._dna = None
+        dna = self._dnas[trial.encoding].pop(0)
+        self._generator.feedback(dna, -math.inf if trial.reward is None else trial.reward)
 
     @property
     def population(self) -> List[tuple]:

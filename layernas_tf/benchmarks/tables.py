@@ -1,6 +1,6 @@
 """Benchmark searchers on a tabular NAS benchmark under noisy queries.
 
-    python -m layernas_tf.benchmark --table=../shared/benchmarks/nas-bench-macro_cifar10.json \
+    python -m layernas_tf.benchmarks.tables --table=../shared/benchmarks/nas-bench-macro_cifar10.json \
         --algorithms=layernas,random,evolution,ppo,random_unaware,evolution_unaware,ppo_unaware,optuna_tpe,pyglove_evolution \
         --runs=100 --flops_fraction=0.5 --budgets=25,50,100,200,400 --out=DIR
 

@@ -1,7 +1,7 @@
-"""Write benchmark tables the searchers have never seen, in the formats `layernas_tf.benchmark` reads.
+"""Write benchmark tables the searchers have never seen, in the formats `layernas_tf.benchmarks.tables` reads.
 
-    python -m layernas_tf.make_table --kind=synthetic --seed=1 --out=runs/tables/synthetic_1.json
-    python -m layernas_tf.make_table --kind=reorder --source=../shared/benchmarks/nas-bench-macro_cifar10.json \
+    python -m layernas_tf.benchmarks.make_table --kind=synthetic --seed=1 --out=runs/tables/synthetic_1.json
+    python -m layernas_tf.benchmarks.make_table --kind=reorder --source=../shared/benchmarks/nas-bench-macro_cifar10.json \
         --order=7,6,5,4,3,2,1,0 --out=runs/tables/nbm_reversed.json
 
 `synthetic`: a made-up width search with interacting layers and noisy seeds (see

@@ -1,6 +1,6 @@
 """Benchmark the cost profiler: analytic throughput per space, TFLite latency of the published defaults.
 
-    python -m layernas_tf.profile_benchmark --out=runs/profile_benchmark
+    python -m layernas_tf.benchmarks.profile --out=runs/profile_benchmark
 
 Prints a markdown table and writes DIR/profile_benchmark.json.
 """
@@ -60,5 +60,9 @@ def main(argv):
     print(f"wrote {out / 'profile_benchmark.json'}")
 
 
-if __name__ == "__main__":
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

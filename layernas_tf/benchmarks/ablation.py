@@ -1,9 +1,9 @@
 """What each LayerNAS choice buys: the default searcher against variants that undo one choice each.
 
-    python -m layernas_tf.ablation --tables=../shared/benchmarks/nas-bench-macro_cifar10.json,\
+    python -m layernas_tf.benchmarks.ablation --tables=../shared/benchmarks/nas-bench-macro_cifar10.json,\
 ../shared/benchmarks/channel-bench-macro_mobilenet_cifar10.json --runs=100 --flops_fraction=0.5 --out=DIR
 
-Every variant runs the same seeds and noise as `layernas_tf.benchmark`. Writes DIR/ablation.json and
+Every variant runs the same seeds and noise as `layernas_tf.benchmarks.tables`. Writes DIR/ablation.json and
 DIR/ablation.md: mean regret per table and budget, one row per variant. No TensorFlow.
 """
 
@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from absl import app, flags, logging
 
-from layernas_tf import benchmark
+from layernas_tf.benchmarks import tables as benchmark
 from layernas_tf.search import parse_settings
 
 FLAGS = flags.FLAGS

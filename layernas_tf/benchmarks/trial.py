@@ -1,6 +1,6 @@
 """Where a trial's wall time goes, what the search adds over plain Keras, and what cuts tracing.
 
-    python -m layernas_tf.trial_benchmark --candidates=4 --out=runs/trial_benchmark
+    python -m layernas_tf.benchmarks.trial --candidates=4 --out=runs/trial_benchmark
 
 1. Overhead: the same candidates (the first LayerNAS proposals for the default target) are trained
    with identical data, seeds and compile settings by a plain `build; compile; fit; evaluate` loop
@@ -55,7 +55,7 @@ def main(argv):
     data = load_dataset(FLAGS.dataset, space.input_size, 0)
     train = data.batched("train", FLAGS.batch_size, shuffle=True, seed=0)
     validation = data.batched("validation", FLAGS.batch_size)
-    steps = int(train.cardinality())
+    steps = data.steps_per_epoch("train", FLAGS.batch_size)
     settings = TrainSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
     madds = api.Target("madds", float(candidate_costs(space, space.default, space.input_size, data.num_classes).madds))
 

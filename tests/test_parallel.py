@@ -1,0 +1,225 @@
+"""Searchers and the coordinator under concurrency: batched asks, results told out of order, replay of
+any recorded interleaving, crashes of the driver and of workers. Pure Python except the last tests."""
+
+import json
+import random
+
+import pytest
+
+from layernas_tf.coordinator import Coordinator, TooManyFailuresError
+from layernas_tf.runner import COMPLETED, FAILED, TrialOutcome, lost_outcome
+from layernas_tf.search import make_searcher
+from layernas_tf.search.base import HandOut
+from layernas_tf.search.problem import Problem
+from layernas_tf.store import RUNNING, TrialStore
+from searchspaces import get_space
+from test_baselines import FACTORIES, LOOSE, cost, make_problem, value
+
+SEARCHERS = ["layernas", "random", "evolution", "ppo", "optuna_tpe", "pyglove_evolution"]  # the registered ones
+
+
+def _searcher(name, problem, budget, seed=0):
+    if name == "layernas":
+        return make_searcher("layernas", problem, budget, seed)
+    return FACTORIES[name](problem, budget, seed)
+
+
+def drive(searcher, workers, seed, stop_after=None):
+    """Keep `workers` trials in flight; finish a random one at a time (out of order). Returns when the
+    searcher is done, or after `stop_after` results, leaving the in-flight ones pending."""
+    rng = random.Random(seed)
+    flying = []
+    told = 0
+    while stop_after is None or told < stop_after:
+        if len(flying) < workers and not searcher.done:
+            flying += searcher.ask(workers - len(flying))
+        if not flying:
+            break
+        encoding = flying.pop(rng.randrange(len(flying)))
+        searcher.tell(encoding, value(encoding) + rng.gauss(0, 0.05))
+        told += 1
+    return searcher
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_replay_rebuilds_a_searcher_from_any_interleaving_of_asks_and_tells(name):
+    problem = make_problem(LOOSE)
+    for stop_after in range(57, 62):  # stop where some trials are still running
+        original = drive(_searcher(name, problem, 80), workers=4, seed=1, stop_after=stop_after)
+        if original.pending:
+            break
+    log = [HandOut(**h) for h in json.loads(json.dumps(original.get_state()["handouts"]))]
+    assert any(h.told_order is None for h in log)  # some were still running
+    assert [h.told_order for h in log if h.told_order is not None] != sorted(
+        h.told_order for h in log if h.told_order is not None)  # told out of hand-out order
+
+    rebuilt = _searcher(name, problem, 80)
+    rebuilt.replay_log(log)
+    assert rebuilt.trials == original.trials
+    assert sorted(rebuilt.pending) == sorted(original.pending)
+    assert rebuilt.ask(3) == original.ask(3)
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_same_seed_same_workers_same_arrival_order_give_the_same_candidates(name):
+    def handouts(seed):
+        searcher = drive(_searcher(name, make_problem(LOOSE), 60, seed=seed), workers=3, seed=7)
+        return [h.encoding for h in searcher.handouts]
+
+    assert handouts(0) == handouts(0)
+
+
+@pytest.mark.parametrize("name", ["layernas", "random", "evolution", "ppo", "optuna_tpe", "pyglove_evolution"])
+def test_every_searcher_hands_out_batches(name):
+    searcher = _searcher(name, make_problem(LOOSE), 200)
+    drive(searcher, workers=1, seed=0, stop_after=90)  # past LayerNAS's sweep, past evolution's population
+    batch = searcher.ask(8)
+    assert len(batch) >= 5  # (a converged policy may repeat itself: the coordinator answers repeats)
+
+
+def test_layernas_keeps_eight_workers_busy_in_refinement():
+    space = get_space("cifar_mobilenet_v2")
+    from layernas_tf.costs import cost_function
+
+    problem = Problem(space.num_options, cost_function(space, "madds"), 6e6, default=space.default)
+    searcher = make_searcher("layernas", problem, 200, 0)
+    busy = []
+    rng = random.Random(0)
+    flying = []
+    while not searcher.done:
+        flying += searcher.ask(8 - len(flying))
+        if not flying:
+            break
+        busy.append(len(flying))
+        encoding = flying.pop(rng.randrange(len(flying)))
+        searcher.tell(encoding, rng.random())
+    assert sum(busy) / len(busy) > 6  # mean trials in flight of 8
+
+
+# -- the coordinator, with a scripted executor --------------------------------------------------
+
+SPACE = get_space("channel_bench_macro_mobilenet")
+
+
+class ScriptedExecutor:
+    """Runs specs instantly, finishing them in a seeded random order; can lose a worker or crash."""
+
+    def __init__(self, slots, seed=0, lose=(), crash_after=None, fail=lambda encoding: False):
+        self.slots, self.rng, self.lose, self.crash_after, self.fail = slots, random.Random(seed), set(lose), crash_after, fail
+        self.flying, self.submitted, self.finished = [], [], 0
+
+    @property
+    def running(self):
+        return len(self.flying)
+
+    def submit(self, spec):
+        self.flying.append(spec)
+        self.submitted.append(spec.number)
+
+    def collect(self, timeout=None):
+        if self.crash_after is not None and self.finished >= self.crash_after:
+            raise KeyboardInterrupt("driver killed")
+        spec = self.flying.pop(self.rng.randrange(len(self.flying)))
+        self.finished += 1
+        if spec.number in self.lose:
+            self.lose.discard(spec.number)
+            return [lost_outcome(spec, "worker 0 (pid 1) was killed by SIGKILL")]
+        if self.fail(spec.encoding):
+            return [TrialOutcome(spec.number, spec.encoding, FAILED, error="ValueError: broken")]
+        return [TrialOutcome(spec.number, spec.encoding, COMPLETED, reward=value6(spec.encoding))]
+
+
+def value6(encoding):
+    return value(tuple(encoding[:6]))
+
+
+class Spec:
+    def __init__(self, number, encoding):
+        self.number, self.encoding = number, tuple(encoding)
+
+
+def _problem():
+    from layernas_tf.costs import cost_function
+
+    return Problem(SPACE.num_options, cost_function(SPACE, "madds"), 105_640_960, default=SPACE.default)
+
+
+def _coordinate(tmp_path, executor, searcher_name="layernas", budget=40, **kwargs):
+    store = TrialStore(str(tmp_path), {"space": SPACE.name})
+    searcher = make_searcher(searcher_name, _problem(), budget, 0)
+    coordinator = Coordinator(searcher, store, executor, SPACE, Spec,
+                              lambda e: (searcher.problem.cost_of(e), 0, 0), **kwargs)
+    try:
+        return coordinator, coordinator.run()
+    finally:
+        store.close()
+
+
+def test_a_killed_driver_resumes_without_training_anything_completed_again(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _coordinate(tmp_path, ScriptedExecutor(4, seed=3, crash_after=17))
+    with TrialStore(str(tmp_path), {"space": SPACE.name}) as store:
+        before = store.trials()
+    running = [t.number for t in before if t.status == RUNNING]
+    completed = [t for t in before if t.status == COMPLETED]
+    assert len(running) == 4 and len(completed) == 17
+
+    executor = ScriptedExecutor(4, seed=4)
+    _, resumed = _coordinate(tmp_path, executor)
+    assert executor.submitted[:4] == running  # the running ones are handed out again first
+    assert not set(executor.submitted) & {t.number for t in completed}  # nothing completed runs again
+    assert resumed.resumed_trials == len(before)
+    assert [t for t in resumed.trials if t.number in {c.number for c in completed}] == completed
+    assert len(resumed.trials) == 40 and all(t.status == COMPLETED for t in resumed.trials)
+    # The store replays into a fresh searcher whatever the interleaving was.
+    rebuilt = make_searcher("layernas", _problem(), 40, 0)
+    rebuilt.replay_log([HandOut(SPACE.parse(t.encoding), t.reward, t.told_before, t.told_order)
+                        for t in resumed.trials])
+    assert rebuilt.done and len(rebuilt.trials) == 40
+
+
+def test_a_lost_worker_is_recorded_and_its_trial_retried(tmp_path):
+    executor = ScriptedExecutor(3, seed=1, lose={5})
+    _, done = _coordinate(tmp_path, executor, budget=12, trial_retries=1)
+    trial = done.trials[5]
+    assert trial.status == COMPLETED and trial.attempts == 2
+    assert "attempt 1: WorkerLost: worker 0 (pid 1) was killed by SIGKILL" in trial.error
+    assert executor.submitted.count(5) == 2
+
+
+def test_a_trial_whose_worker_keeps_dying_fails_after_its_retries(tmp_path):
+    executor = ScriptedExecutor(2, seed=1, lose={4})
+    executor.lose = type("Always", (set,), {"discard": lambda self, x: None})({4})
+    _, done = _coordinate(tmp_path, executor, budget=10, trial_retries=2)
+    assert done.trials[4].status == FAILED and done.trials[4].attempts == 3
+    assert executor.submitted.count(4) == 3
+
+
+def test_trial_numbers_follow_hand_out_order_and_record_the_interleaving(tmp_path):
+    _, done = _coordinate(tmp_path, ScriptedExecutor(4, seed=2), budget=30)
+    assert [t.number for t in done.trials] == list(range(30))
+    assert sorted(t.told_order for t in done.trials) == list(range(30))
+    assert [t.told_order for t in done.trials] != list(range(30))
+    assert all(t.told_before <= t.told_order for t in done.trials)
+
+
+def test_consecutive_failures_stop_the_search_with_the_trials_stored(tmp_path):
+    with pytest.raises(TooManyFailuresError, match="3 trials failed in a row"):
+        _coordinate(tmp_path, ScriptedExecutor(2, fail=lambda e: True), budget=20, max_consecutive_failures=3)
+    with TrialStore(str(tmp_path), {"space": SPACE.name}) as store:
+        assert sum(t.status == FAILED for t in store.trials()) == 3
+
+
+def test_repeats_of_a_running_candidate_wait_for_it(tmp_path):
+    problem_space_cheapest = _problem().cheapest
+    executor = ScriptedExecutor(3, seed=0)
+    store = TrialStore(str(tmp_path), {"space": SPACE.name})
+    # Only the cheapest network fits: random search proposes it again and again, in one batch too.
+    problem = Problem(SPACE.num_options, _problem().cost, _problem().cost_of(problem_space_cheapest),
+                      default=SPACE.default)
+    searcher = make_searcher("random", problem, 6, 0)
+    done = Coordinator(searcher, store, executor, SPACE, Spec, lambda e: (problem.cost_of(e), 0, 0)).run()
+    store.close()
+    assert executor.submitted == [0]
+    assert [t.repeat_of for t in done.trials] == [None, 0, 0, 0, 0, 0]
+    assert all(t.status == COMPLETED for t in done.trials)
