@@ -26,6 +26,7 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
+        "ray": ["ray>=2.40,<3"],
     },
     entry_points={
         "console_scripts": [

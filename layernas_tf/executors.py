@@ -6,7 +6,7 @@ passes) and `close()`.
 
 - `InProcessExecutor`: runs each trial in this process (the caller's live datasets work here).
 - `LocalExecutor`: N spawned worker processes (TensorFlow is not fork-safe). With GPUs, worker i
-  sees GPU i mod G; on CPU the workers split the cores between them. A worker that dies is replaced
+  sees GPU i mod G; on CPU each worker gets the cores divided among the default number of workers. A worker that dies is replaced
   and its trial comes back as a `worker_lost` outcome.
 - `RayExecutor`: each trial is a Ray task sized by `cpus_per_trial` / `gpus_per_trial`, on a local
   Ray instance or a cluster (`address`).
@@ -91,10 +91,29 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1)) if (os.cpu_count() or 1) <= 4 else (os.cpu_count() or 1) // 2
 
 
-def _worker_main(conn, env: Dict[str, str], threads: Optional[int]) -> None:
+def default_threads_per_trial() -> int:
+    """TensorFlow threads per trial on CPU: the cores divided among the default number of workers."""
+    return max(1, (os.cpu_count() or 1) // default_workers())
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker when the driver is gone (killed with SIGKILL, it cannot stop its workers)."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _worker_main(conn, env: Dict[str, str], threads: Optional[int], parent: int) -> None:
     """A local worker: set its devices and threads, then run specs from `conn` until told to stop."""
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the driver, which stops the workers
+    _exit_with_parent(parent)
     from layernas_tf.runner import run_trial, setup_worker_tensorflow
 
     setup_worker_tensorflow(threads)
@@ -112,7 +131,7 @@ class _Worker:
     def __init__(self, context, index: int, env: Dict[str, str], threads: Optional[int]):
         self.index = index
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, env, threads), daemon=True,
+        self.process = context.Process(target=_worker_main, args=(child, env, threads, os.getpid()), daemon=True,
                                        name=f"layernas-worker-{index}")
         self.process.start()
         child.close()
@@ -126,8 +145,10 @@ class LocalExecutor(Executor):
       workers: number of worker processes.
       gpus: GPUs to spread them over (None: counted); worker i sees GPU i mod G through
         CUDA_VISIBLE_DEVICES, with memory growth on.
-      threads_per_worker: TensorFlow intra/inter-op threads per worker (None: on CPU, the cores
-        divided among the workers; with GPUs, TensorFlow's default).
+      threads_per_worker: TensorFlow intra/inter-op threads per worker (None: on CPU, the cores divided
+        among the default number of workers, whatever `workers` is: float results depend on the thread
+        count, so this keeps a trial's reward the same with 1 worker or with N; with GPUs, TensorFlow's
+        default).
     """
 
     def __init__(self, workers: int, gpus: Optional[int] = None, threads_per_worker: Optional[int] = None):
@@ -137,7 +158,7 @@ class LocalExecutor(Executor):
         self._context = multiprocessing.get_context("spawn")
         self._gpus = visible_gpus() if gpus is None else gpus
         if threads_per_worker is None and not self._gpus:
-            threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+            threads_per_worker = default_threads_per_trial()
         self._threads = threads_per_worker
         self._workers = [self._start(i) for i in range(workers)]
         self.replaced = 0

@@ -190,10 +190,12 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     timings = outcome.timings
     model = None
     try:
+        # Seeded before the pipelines are built: their shuffle takes the global seed as set here, not
+        # whatever an earlier trial in this process left, so a trial runs the same in any worker.
+        keras.utils.set_random_seed(trial_seed(spec.seed, spec.key))
         start = time.perf_counter()
         train, validation, steps = _pipelines(spec)
         timings["data"] = time.perf_counter() - start
-        keras.utils.set_random_seed(trial_seed(spec.seed, spec.key))
         start = time.perf_counter()
         model = build(spec.space, spec.encoding, (spec.input_size, spec.input_size, 3), spec.num_classes,
                       bn_momentum=spec.bn_momentum)

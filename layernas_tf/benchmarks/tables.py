@@ -33,7 +33,11 @@ flags.DEFINE_integer("runs", 100, "Runs per algorithm and budget (seeds 0..runs-
 flags.DEFINE_float("flops_fraction", 0.5, "Cost target: FLOPs at most this fraction of the largest model's.")
 flags.DEFINE_list("budgets", ["25", "50", "100", "200", "400"], "Query budgets.")
 flags.DEFINE_string("out", "runs/benchmark", "Output folder.")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes.", lower_bound=1)
+flags.DEFINE_integer("workers", os.cpu_count() or 1, "Worker processes (of this benchmark, not simulated).",
+                     lower_bound=1)
+flags.DEFINE_integer("parallel", 1, "Simulated workers per search: a query takes time proportional to the "
+                     "candidate's FLOPs (the table's median model: 1 unit), results are told in completion order.",
+                     lower_bound=1)
 define_layernas_settings(" The results are then labelled layernas[key=value,...].")
 
 
@@ -55,13 +59,13 @@ def _check_fraction(value):
 Job = Tuple[str, str, Tuple[Tuple[str, object], ...], int]  # (label, algorithm, settings, seed)
 
 
-def _run_job(job: Job, table_path: str, flops_fraction: float, budgets: List[int]) -> List[RunResult]:
+def _run_job(job: Job, table_path: str, flops_fraction: float, budgets: List[int], parallel: int = 1) -> List[RunResult]:
     label, algorithm, settings, seed = job
     table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
     problem = table.problem(flops_fraction)
     factory = functools.partial(_make, algorithm, dict(settings))
     start = time.perf_counter()
-    results = run_searcher(factory, label, table, problem, budgets, seed)
+    results = run_searcher(factory, label, table, problem, budgets, seed, parallel)
     for r in results:
         r.seconds = time.perf_counter() - start
     return results
@@ -82,10 +86,11 @@ def label_for(algorithm: str, settings: dict) -> str:
 
 
 def run_jobs(table_path: str, flops_fraction: float, budgets: List[int], jobs: List[Job],
-             workers: int) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, float], float]:
+             workers: int, parallel: int = 1) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, float], float]:
     """Run `jobs` over `workers` processes; returns (summary by label, CPU seconds by label, wall seconds)."""
     start = time.perf_counter()
-    worker = functools.partial(_run_job, table_path=table_path, flops_fraction=flops_fraction, budgets=budgets)
+    worker = functools.partial(_run_job, table_path=table_path, flops_fraction=flops_fraction, budgets=budgets,
+                               parallel=parallel)
     results: List[RunResult] = []
     seconds: Dict[str, float] = {}
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -114,12 +119,14 @@ def markdown_table(summary: dict, budgets: List[int]) -> str:
         best_cells = []
         for b in budgets:
             s = by_budget[b]
-            best_cells.append(f"{s['mean_regret']:.3f} [{s['q25']:.2f}, {s['q75']:.2f}] ({s['mean_queries']:.0f})")
+            best_cells.append(f"{s['mean_regret']:.3f} [{s['q25']:.2f}, {s['q75']:.2f}] ({s['mean_queries']:.0f}; "
+                              f"{s['mean_wall_units']:.0f} units)")
         lines.append(f"| {algorithm} | " + " | ".join(best_cells) + " |")
     return "\n".join(lines)
 
 
-def plot(summary: dict, title: str, path: pathlib.Path) -> None:
+def plot(summary: dict, title: str, path: pathlib.Path, x: str = "mean_queries") -> None:
+    """Mean regret (25-75% band) against mean queries, or against `x` (e.g. 'mean_wall_units')."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,14 +135,14 @@ def plot(summary: dict, title: str, path: pathlib.Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for algorithm, by_budget in summary.items():
         budgets = sorted(by_budget)
-        x = [by_budget[b]["mean_queries"] for b in budgets]
+        xs = [by_budget[b][x] for b in budgets]
         y = [by_budget[b]["mean_regret"] for b in budgets]
         style = dict(linewidth=2.5, zorder=5) if algorithm.startswith("layernas") else dict(linewidth=1.2)
-        line, = ax.plot(x, y, marker="o", markersize=3, label=algorithm, **style)
-        ax.fill_between(x, [by_budget[b]["q25"] for b in budgets], [by_budget[b]["q75"] for b in budgets],
+        line, = ax.plot(xs, y, marker="o", markersize=3, label=algorithm, **style)
+        ax.fill_between(xs, [by_budget[b]["q25"] for b in budgets], [by_budget[b]["q75"] for b in budgets],
                         color=line.get_color(), alpha=0.12)
     ax.set_xscale("log")
-    ax.set_xlabel("queries")
+    ax.set_xlabel("queries" if x == "mean_queries" else "simulated time (median model = 1 unit)")
     ax.set_ylabel("regret (mean accuracy points)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -166,25 +173,28 @@ def main(argv):
         settings = layernas_settings if algorithm == "layernas" else {}
         labels.append(label_for(algorithm, settings))
         jobs += [(labels[-1], algorithm, tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
-    summary, seconds, wall = run_jobs(FLAGS.table, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers)
+    summary, seconds, wall = run_jobs(FLAGS.table, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers, FLAGS.parallel)
     summary = {label: summary[label] for label in labels}
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "table": FLAGS.table, "format": table.format, "flops_fraction": FLAGS.flops_fraction,
         "target_flops": problem.max_cost, "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc,
-        "runs": FLAGS.runs, "budgets": budgets, "workers": FLAGS.workers, "wall_seconds": wall,
+        "runs": FLAGS.runs, "budgets": budgets, "workers": FLAGS.workers, "parallel": FLAGS.parallel,
+        "wall_seconds": wall,
         "cpu_seconds_per_run": {label: seconds[label] / FLAGS.runs for label in labels},
         "results": {label: {str(b): v for b, v in by_budget.items()} for label, by_budget in summary.items()},
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     title = (f"{pathlib.Path(FLAGS.table).name}: FLOPs <= {FLAGS.flops_fraction:g} x max, "
              f"{FLAGS.runs} runs, noisy queries")
-    md = f"{title}\n\nmean regret [25%, 75%] (mean queries used)\n\n" + markdown_table(summary, budgets)
+    md = f"{title}\n\nmean regret [25%, 75%] (mean queries used; mean simulated time)\n\n" + markdown_table(summary, budgets)
     (out / "results.md").write_text(md + "\n")
     plot(summary, title, out / "regret.png")
+    plot(summary, title + f", {FLAGS.parallel} simulated workers", out / "regret_time.png", x="mean_wall_units")
     print(md)
-    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, {out / 'regret.png'} in {wall:.0f} s")
+    print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, regret.png and regret_time.png in {out} "
+          f"in {wall:.0f} s")
 
 
 def run():

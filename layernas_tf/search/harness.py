@@ -5,12 +5,19 @@ is scored by the *mean* accuracy of the architecture it returns; regret is the b
 accuracy minus that score. A run that returns no feasible architecture scores the worst feasible mean
 accuracy. Anytime searchers (whose behaviour does not depend on the budget) run once to the largest
 budget and are scored after each smaller budget's number of queries; the others run once per budget.
+
+Parallel form (`parallel=N`): N simulated workers. A query takes simulated time proportional to the
+candidate's cost (FLOPs), normalised so that the table's median model takes 1 unit; the searcher is
+asked for as many candidates as workers are free, and results are told in completion order. A run's
+`wall_units` at a budget is the simulated time when its last result came in. With N = 1 that is
+exactly the sum of the queried candidates' normalised times.
 Pure Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import random
 import statistics
 from typing import Callable, Dict, List, Sequence
@@ -28,6 +35,7 @@ class RunResult:
     regret: float
     encoding: tuple
     seconds: float = 0.0
+    wall_units: float = 0.0
 
 
 def _regret(table: Table, problem: Problem, best, oracle_acc: float, worst_acc: float) -> float:
@@ -36,11 +44,18 @@ def _regret(table: Table, problem: Problem, best, oracle_acc: float, worst_acc: 
     return oracle_acc - table.mean_accuracy[best.encoding]
 
 
+def median_cost(table: Table, problem: Problem) -> float:
+    """The median cost of the table's models: one unit of simulated time."""
+    return statistics.median(problem.cost_of(e) for e in table.mean_accuracy)
+
+
 def run_searcher(factory: Callable[[Problem, int, int], object], algorithm: str, table: Table, problem: Problem,
-                 budgets: Sequence[int], seed: int) -> List[RunResult]:
-    """One run (or one per budget, for budget-dependent searchers) with query noise seeded by `seed`."""
+                 budgets: Sequence[int], seed: int, parallel: int = 1) -> List[RunResult]:
+    """One run (or one per budget, for budget-dependent searchers) with query noise seeded by `seed`,
+    on `parallel` simulated workers."""
     _, oracle_acc = table.oracle(problem)
     worst_acc = min(a for e, a in table.mean_accuracy.items() if problem.feasible(e))
+    unit = median_cost(table, problem)
     budgets = sorted(budgets)
     searcher = factory(problem, budgets[-1], seed)
     if getattr(searcher, "anytime", True):
@@ -51,22 +66,31 @@ def run_searcher(factory: Callable[[Problem, int, int], object], algorithm: str,
     for searcher, checkpoints in plans:
         noise = random.Random(seed * 7919 + 17)
         pending = list(checkpoints)
-        while pending and not searcher.done:
-            asked = searcher.ask(1)
-            if not asked:
+        flying: list = []  # (finish time, hand-out number, encoding)
+        clock, handed = 0.0, 0
+        while pending and not searcher.done or (pending and flying):
+            free = parallel - len(flying)
+            asked = searcher.ask(free) if free > 0 and not searcher.done else []
+            for encoding in asked:
+                heapq.heappush(flying, (clock + problem.cost_of(encoding) / unit, handed, encoding))
+                handed += 1
+            if not flying:
                 break
-            searcher.tell(asked[0], table.query(asked[0], noise))
+            clock, _, encoding = heapq.heappop(flying)
+            searcher.tell(encoding, table.query(encoding, noise))
             while pending and len(searcher.trials) >= pending[0]:
-                results.append(_result(algorithm, seed, pending.pop(0), searcher, table, problem, oracle_acc, worst_acc))
+                results.append(_result(algorithm, seed, pending.pop(0), searcher, table, problem, oracle_acc,
+                                       worst_acc, clock))
         for budget in pending:  # the searcher finished before using these budgets
-            results.append(_result(algorithm, seed, budget, searcher, table, problem, oracle_acc, worst_acc))
+            results.append(_result(algorithm, seed, budget, searcher, table, problem, oracle_acc, worst_acc, clock))
     return results
 
 
-def _result(algorithm, seed, budget, searcher, table, problem, oracle_acc, worst_acc) -> RunResult:
+def _result(algorithm, seed, budget, searcher, table, problem, oracle_acc, worst_acc, clock=0.0) -> RunResult:
     best = searcher.best()  # once: LayerNAS's pick refits its model
     return RunResult(algorithm, seed, budget, len(searcher.trials),
-                     _regret(table, problem, best, oracle_acc, worst_acc), best.encoding if best else ())
+                     _regret(table, problem, best, oracle_acc, worst_acc), best.encoding if best else (),
+                     wall_units=clock)
 
 
 def summarize(results: Sequence[RunResult]) -> Dict[str, Dict[int, dict]]:
@@ -84,5 +108,6 @@ def summarize(results: Sequence[RunResult]) -> Dict[str, Dict[int, dict]]:
             summary[algorithm][budget] = {
                 "mean_regret": statistics.fmean(regrets), "q25": q[0], "q75": q[2],
                 "mean_queries": statistics.fmean(r.queries for r in runs), "runs": len(runs),
+                "mean_wall_units": statistics.fmean(r.wall_units for r in runs),
             }
     return summary

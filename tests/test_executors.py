@@ -1,0 +1,66 @@
+"""Local worker processes: a killed worker is replaced and its trial retried; a trial gives the same
+reward whichever worker runs it."""
+
+import functools
+import os
+import signal
+import threading
+
+import pytest
+
+import searchspaces
+from layernas_tf import api
+from layernas_tf.executors import LocalExecutor, run_specs
+from layernas_tf.runner import TrialSpec
+from parallel_helpers import stall_once, tiny_data, wait_for_pid
+from train.spec import DataSpec, TrainSettings
+
+SPACE = searchspaces.get_space("cifar_mobilenet_v2")
+
+
+def test_a_killed_worker_is_replaced_and_its_trial_retried(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    killed = []
+
+    def kill_the_stalled_worker():
+        pid = wait_for_pid(str(markers))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_stalled_worker, daemon=True)
+    killer.start()
+    with LocalExecutor(2) as executor:
+        result = api.search(SPACE, functools.partial(stall_once, str(markers)), None, api.Target("madds", 5e5),
+                            max_trials=3, epochs=1, search_dir=str(tmp_path / "search"), input_size=8,
+                            num_classes=2, executor=executor, trial_retries=1)
+        assert executor.replaced == 1
+    killer.join(timeout=1)
+    assert killed
+    retried = [t for t in result.trials if t.attempts == 2]
+    assert len(retried) == 1 and retried[0].status == "completed"
+    assert "attempt 1: WorkerLost: worker" in retried[0].error and "killed by SIGKILL" in retried[0].error
+    assert result.counts == {"completed": 3, "failed": 0, "repeated": 0}
+
+
+def test_the_same_candidate_gives_the_same_reward_with_one_and_two_workers():
+    data = DataSpec("digits", image_size=8, max_examples=64, batch_size=16)
+    specs = [TrialSpec(i, SPACE, encoding, data, TrainSettings(epochs=1), 1, 8, 10)
+             for i, encoding in enumerate([SPACE.default, (0,) * SPACE.num_layers])]
+    outcomes = {}
+    for workers in (1, 2):
+        with LocalExecutor(workers) as executor:
+            outcomes[workers] = run_specs(executor, specs)
+    for one, two in zip(outcomes[1], outcomes[2]):
+        assert one.status == two.status == "completed", (one.error, two.error)
+        assert (one.reward, one.metrics["val_loss"]) == (two.reward, two.metrics["val_loss"])
+
+
+def test_live_datasets_are_refused_for_worker_processes(tmp_path):
+    train, validation = tiny_data()
+    with pytest.raises(ValueError, match="live tf.data datasets cannot be sent to worker processes"):
+        api.search(SPACE, train, validation, api.Target("madds", 5e5), executor="local", input_size=8,
+                   num_classes=2, search_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="compile_fn cannot be sent to worker processes"):
+        api.search(SPACE, tiny_data, None, api.Target("madds", 5e5), executor="local", input_size=8, num_classes=2,
+                   compile_fn=lambda model: model.compile("adam"), search_dir=str(tmp_path))
