@@ -55,7 +55,8 @@ flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite 
                    "linear model calibrated on measured candidates.", lower_bound=0)
 flags.DEFINE_float("target_latency_ms_min", 0.0, "Optional lower bound on latency (ms).", lower_bound=0)
 flags.DEFINE_enum("latency_format", "int8", ["float", "int8"], "TFLite format a latency target refers to.")
-flags.DEFINE_integer("max_trials", 24, "At most this many candidates are trained.", lower_bound=1)
+flags.DEFINE_integer("max_trials", 0, "At most this many candidates are trained; 0: one LayerNAS sweep over every "
+                     "layer of --search_space (62 trials for cifar_mobilenet_v2).", lower_bound=0)
 flags.DEFINE_enum("searcher", "layernas", list(SEARCHERS), "Search algorithm (constraint-aware: proposes only "
                   "candidates within the target). optuna_tpe and pyglove_evolution need the [bench] extra.")
 define_layernas_settings()
@@ -187,9 +188,10 @@ def main(argv):
     logging.info("search %s (%d layers, %s candidates) with %s for %s", space.name, space.num_layers,
                  f"{space.num_candidates:,}", FLAGS.searcher, target.describe())
     one_sweep = sweep_upper_bound(space.num_options, 1, 1)
-    if FLAGS.searcher == "layernas" and FLAGS.max_trials < one_sweep:
+    max_trials = FLAGS.max_trials or one_sweep
+    if FLAGS.searcher == "layernas" and max_trials < one_sweep:
         logging.warning("--max_trials=%d is below one sweep over every layer (%d trials for %s): the search will "
-                        "only vary the first layers", FLAGS.max_trials, one_sweep, space.name)
+                        "only vary the first layers", max_trials, one_sweep, space.name)
 
     data_spec = DataSpec(FLAGS.dataset, image_size, FLAGS.seed, FLAGS.data_dir, FLAGS.max_examples,
                          FLAGS.proxy_examples, FLAGS.batch_size, FLAGS.cache, FLAGS.cache_memory_mb, FLAGS.cache_dir)
@@ -200,7 +202,7 @@ def main(argv):
     train_settings = TrainSettings(epochs=FLAGS.proxy_epochs, batch_size=FLAGS.batch_size,
                                    learning_rate=FLAGS.learning_rate)
     tensorboard = report.TensorBoardLogger(str(search_dir / "tensorboard"), space, target.metric)
-    progress = _progress_bar(FLAGS.max_trials)
+    progress = _progress_bar(max_trials)
     runner = make_executor(FLAGS.executor, FLAGS.workers, FLAGS.ray_address, FLAGS.cpus_per_trial,
                            FLAGS.gpus_per_trial)
     logging.info("executor %s: %d trials at a time", FLAGS.executor, runner.slots)
@@ -222,7 +224,7 @@ def main(argv):
         progress.set_postfix(status)
     try:
         result = api.search(
-            space, data_spec, None, target, max_trials=FLAGS.max_trials, epochs=FLAGS.proxy_epochs,
+            space, data_spec, None, target, max_trials=max_trials, epochs=FLAGS.proxy_epochs,
             search_dir=str(search_dir), compile_fn=train_settings, input_size=image_size,
             num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, searcher=FLAGS.searcher,
             searcher_settings=settings, latency_fn=latency_fn, max_consecutive_failures=FLAGS.max_consecutive_failures,

@@ -121,3 +121,36 @@ def test_layernas_beats_aware_random_search_and_evolution_on_unseen_tables(tmp_p
     layernas = _mean_regret("layernas", table, problem, 100, runs=10)
     assert layernas < _mean_regret("random", table, problem, 100, runs=10)
     assert layernas < _mean_regret("evolution", table, problem, 100, runs=10)
+
+
+@pytest.mark.parametrize("algorithm", ["layernas", "evolution", "random"])
+def test_one_simulated_worker_takes_exactly_the_sum_of_the_query_times(tables, algorithm):
+    from layernas_tf.search.harness import median_cost
+
+    table = load_table(str(tables["channel_bench_macro"]))
+    problem = table.problem(0.5)
+    searchers = []
+
+    def factory(problem, budget, seed):
+        searchers.append(make_searcher(algorithm, problem, budget, seed))
+        return searchers[-1]
+
+    results = run_searcher(factory, algorithm, table, problem, [30], seed=1, parallel=1)
+    unit = median_cost(table, problem)
+    expected = sum(problem.cost_of(t.encoding) / unit for t in searchers[-1].trials[:30])
+    assert results[0].wall_units == pytest.approx(expected, rel=1e-12)
+
+
+def test_eight_simulated_workers_finish_layernas_sooner_with_the_same_queries(tmp_path):
+    path = tmp_path / "six_layers.json"
+    path.write_text(json.dumps(synthetic_records(6, 4, seed=3)))
+    table = load_table(str(path))
+    problem = table.problem(0.5)
+
+    def factory(problem, budget, seed):
+        return make_searcher("layernas", problem, budget, seed)
+
+    one = run_searcher(factory, "layernas", table, problem, [100], seed=2, parallel=1)[0]
+    eight = run_searcher(factory, "layernas", table, problem, [100], seed=2, parallel=8)[0]
+    assert one.queries == eight.queries == 100
+    assert eight.wall_units < one.wall_units / 4

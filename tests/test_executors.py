@@ -48,12 +48,15 @@ def test_the_same_candidate_gives_the_same_reward_with_one_and_two_workers():
     specs = [TrialSpec(i, SPACE, encoding, data, TrainSettings(epochs=1), 1, 8, 10)
              for i, encoding in enumerate([SPACE.default, (0,) * SPACE.num_layers])]
     outcomes = {}
-    for workers in (1, 2):
-        with LocalExecutor(workers) as executor:
-            outcomes[workers] = run_specs(executor, specs)
-    for one, two in zip(outcomes[1], outcomes[2]):
-        assert one.status == two.status == "completed", (one.error, two.error)
+    for arm, workers, recycle_after in (("one", 1, 20), ("two", 2, 20), ("fresh", 1, 1)):
+        with LocalExecutor(workers, max_trials_per_worker=recycle_after) as executor:
+            outcomes[arm] = run_specs(executor, specs)
+            # A worker is replaced after its share of trials (what Keras leaks per model stays bounded).
+            assert executor.recycled == (2 if arm == "fresh" else 0)
+    for one, two, fresh in zip(outcomes["one"], outcomes["two"], outcomes["fresh"]):
+        assert one.status == two.status == fresh.status == "completed", (one.error, two.error, fresh.error)
         assert (one.reward, one.metrics["val_loss"]) == (two.reward, two.metrics["val_loss"])
+        assert (one.reward, one.metrics["val_loss"]) == (fresh.reward, fresh.metrics["val_loss"])
 
 
 def test_live_datasets_are_refused_for_worker_processes(tmp_path):

@@ -11,6 +11,13 @@
 3. Tracing: one candidate trained under each `steps_per_execution` setting (and with Grappler's
    graph optimizations off), reporting the first compiled call's extra time and the epoch time.
 Prints tables and writes DIR/trial_benchmark.json and DIR/trial_benchmark.png.
+
+    layernas-trial-benchmark --workers=1,2 --candidates=8 --out=runs/trial_benchmark
+
+4. Parallel trials (with --workers): the same candidates trained through the local executor with each
+   number of worker processes (after one untimed warm-up trial per worker, so TensorFlow's start-up
+   is not counted), plus one worker given every core. Writes DIR/parallel.json:
+   {"trials_per_minute": {"1": float, "2": float, ...}, "speedup": ..., "same_rewards": ...}.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ flags.DEFINE_integer("epochs", 3, "Proxy epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 flags.DEFINE_list("steps_per_execution", ["1", "8", "32"], "Settings compared in the tracing study.")
 flags.DEFINE_string("out", "runs/trial_benchmark", "Output folder.")
+flags.DEFINE_list("workers", [], "Run the parallel study instead: local worker counts to compare, e.g. 1,2.")
 
-PHASES = ("build", "trace", "train", "eval", "profile", "cleanup", "store", "other")
+PHASES = ("data", "build", "trace", "train", "eval", "cleanup", "store", "other")
 
 
 def main(argv):
     del argv
+    if FLAGS.workers:
+        return parallel_study([int(w) for w in FLAGS.workers])
     from layernas_tf import quiet
 
     tf = quiet.import_tensorflow()
@@ -146,6 +156,87 @@ def main(argv):
     _plot(breakdown, out / "trial_benchmark.png")
     print(f"\nwrote {out / 'trial_benchmark.json'} and {out / 'trial_benchmark.png'}; median trial "
           f"{statistics.median(sum(r.values()) for r in breakdown):.1f} s")
+
+
+def _planned_encodings(space, num_classes: int, count: int):
+    """The first `count` LayerNAS proposals for the default's MAdds (rewards told as 0: a fixed list)."""
+    from layernas_tf import api
+    from layernas_tf.costs import candidate_costs
+    from layernas_tf.search import make_searcher
+
+    target = api.Target("madds", float(candidate_costs(space, space.default, space.input_size, num_classes).madds))
+    planner = make_searcher("layernas", api.make_problem(space, target, space.input_size, num_classes), 10 ** 4, 0)
+    encodings = []
+    while len(encodings) < count:
+        for encoding in planner.ask(count - len(encodings)):
+            planner.tell(encoding, 0.0)
+            encodings.append(tuple(encoding))
+    return encodings
+
+
+def parallel_study(worker_counts):
+    """Trials per minute of the same candidates with each number of local workers."""
+    import os
+
+    import searchspaces
+    from layernas_tf.executors import LocalExecutor, default_threads_per_trial, run_specs
+    from layernas_tf.runner import TrialSpec
+    from train.spec import DataSpec, TrainSettings
+
+    space = searchspaces.get_space(FLAGS.search_space)
+    data = DataSpec(FLAGS.dataset, space.input_size, 0, batch_size=FLAGS.batch_size)
+    num_classes = 10
+    encodings = _planned_encodings(space, num_classes, FLAGS.candidates)
+    settings = TrainSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
+
+    def specs(start):
+        return [TrialSpec(start + i, space, e, data, settings, FLAGS.epochs, space.input_size, num_classes)
+                for i, e in enumerate(encodings)]
+
+    cores = os.cpu_count() or 1
+    arms = [(str(w), w, default_threads_per_trial()) for w in worker_counts]
+    if cores > default_threads_per_trial():
+        arms.append((f"1 ({cores} threads)", 1, cores))
+    rows, rewards = [], {}
+    for label, workers, threads in arms:
+        with LocalExecutor(workers, threads_per_worker=threads) as executor:
+            start = time.perf_counter()
+            warm = [TrialSpec(10 ** 6 + i, space, space.default, data, settings, 1, space.input_size, num_classes)
+                    for i in range(workers)]
+            run_specs(executor, warm)  # TensorFlow start-up and the data cache, once per worker
+            warmup = time.perf_counter() - start
+            start = time.perf_counter()
+            outcomes = run_specs(executor, specs(0))
+            wall = time.perf_counter() - start
+        failed = [o.error for o in outcomes if o.status != "completed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} trials failed with {workers} workers: {failed[0]}")
+        rewards[label] = [o.reward for o in outcomes]
+        rows.append({"label": label, "workers": workers, "threads_per_worker": threads, "wall_s": wall,
+                     "warmup_s": warmup, "trials_per_minute": 60 * len(outcomes) / wall,
+                     "mean_trial_s": statistics.fmean(sum(o.timings.values()) for o in outcomes)})
+        print(f"{label:>14} workers x {threads} threads: {len(outcomes)} trials in {wall:.1f} s = "
+              f"{rows[-1]['trials_per_minute']:.2f} trials/min (warm-up {warmup:.1f} s)", flush=True)
+    per_minute = {r["label"]: r["trials_per_minute"] for r in rows}
+    base = per_minute[str(worker_counts[0])]
+    payload = {
+        "search_space": space.name, "dataset": FLAGS.dataset, "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size,
+        "cores": cores, "candidates": [space.to_string(e) for e in encodings],
+        "trials_per_minute": {str(w): per_minute[str(w)] for w in worker_counts},
+        "speedup": {str(w): per_minute[str(w)] / base for w in worker_counts},
+        "one_worker_all_cores_trials_per_minute": next((r["trials_per_minute"] for r in rows if "threads" in r["label"]),
+                                                       None),
+        "same_rewards": all(v == rewards[str(worker_counts[0])] for k, v in rewards.items() if "threads" not in k),
+        "rows": rows,
+    }
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "parallel.json").write_text(json.dumps(payload, indent=2))
+    print("\n| workers | threads each | trials/min | speed-up |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r['threads_per_worker']} | {r['trials_per_minute']:.2f} | "
+              f"{r['trials_per_minute'] / base:.2f}x |")
+    print(f"\nsame rewards with every worker count: {payload['same_rewards']}; wrote {out / 'parallel.json'}")
 
 
 def _plot(breakdown, path):

@@ -234,15 +234,19 @@ class LayerNAS(Searcher):
         down the ranking once the best candidates' neighbourhoods are exhausted.
         """
         evaluated = [e for e, r in self.rewards.items() if r is not None and self.problem.feasible(e)]
+        model = self._fitted_model(self.model_fraction)
+        scores = {e: self.score(e) for e in evaluated}
+        # Believer: a pending candidate is ranked as a base at its predicted reward, so a batch also
+        # explores around what is still running, as a sequential search would once it came back.
+        scores.update({e: model.predict(e) for e in self.pending if e not in scores and self.problem.feasible(e)})
         proposals, bases = set(), 0
-        for base in self._ranked(evaluated):
+        for base in sorted(scores, key=lambda c: (-scores[c], c)):
             found = [c for c in self._neighbours(base)
                      if c not in self.rewards and c not in self.pending and self.problem.feasible(c)]
             proposals.update(found)
             bases += bool(found)
             if bases >= self.top_for_refine:
                 break
-        model = self._fitted_model(self.model_fraction)
         predicted = {c: model.predict(c) for c in proposals}
         return sorted(predicted, key=lambda c: (-predicted[c], c))
 
