@@ -313,8 +313,9 @@ class RayExecutor(Executor):
         threads = max(1, int(cpus_per_trial)) if cpus_per_trial else None
         # max_calls: Ray replaces a worker process after that many trials, which bounds what Keras leaks
         # per trained model, as the local executor does.
-        self._task = ray.remote(_ray_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0,
-                                                    max_calls=MAX_TRIALS_PER_WORKER)
+        # (max_calls is a property of the remote function, not of `.options()`.)
+        self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0,
+                                max_calls=MAX_TRIALS_PER_WORKER)(_ray_trial)
         self._threads = threads
         self._refs: Dict[object, TrialSpec] = {}
 

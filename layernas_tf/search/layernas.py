@@ -225,7 +225,7 @@ class LayerNAS(Searcher):
         seen.discard(base)
         return list(seen)
 
-    def _refine_candidates(self) -> List[Encoding]:
+    def _refine_candidates(self, batch: Sequence[Encoding] = ()) -> List[Encoding]:
         """Unevaluated feasible neighbours of the best candidates, best predicted first.
 
         Neighbours differ in up to `refine_radius` layers: two-layer moves can trade cost between
@@ -238,11 +238,12 @@ class LayerNAS(Searcher):
         scores = {e: self.score(e) for e in evaluated}
         # Believer: a pending candidate is ranked as a base at its predicted reward, so a batch also
         # explores around what is still running, as a sequential search would once it came back.
-        scores.update({e: model.predict(e) for e in self.pending if e not in scores and self.problem.feasible(e)})
+        running = set(self.pending) | set(batch)
+        scores.update({e: model.predict(e) for e in running if e not in scores and self.problem.feasible(e)})
         proposals, bases = set(), 0
         for base in sorted(scores, key=lambda c: (-scores[c], c)):
             found = [c for c in self._neighbours(base)
-                     if c not in self.rewards and c not in self.pending and self.problem.feasible(c)]
+                     if c not in self.rewards and c not in running and self.problem.feasible(c)]
             proposals.update(found)
             bases += bool(found)
             if bases >= self.top_for_refine:
@@ -282,12 +283,18 @@ class LayerNAS(Searcher):
                     out.append(self.queue.pop(0))
             return out
         if self.phase == "refine":
-            # A batch: the best-predicted unevaluated neighbours that are not pending, with the model
-            # refitted on every result told so far.
-            candidates = self._refine_candidates()
-            if not candidates and not self.pending:
+            # A batch is n sequential picks: each the best-predicted unevaluated neighbour that is not
+            # running, where running candidates (earlier picks of the batch too) count as bases at their
+            # predicted reward. So ask(n) equals n asks of one, and replay (one ask at a time) rebuilds
+            # any batched run exactly. The model is fitted once per told result, not per pick.
+            while len(out) < n:
+                candidates = self._refine_candidates(out)
+                if not candidates:
+                    break
+                out.append(candidates[0])
+            if not out and not self.pending:
                 self.phase = "finished"
-            return candidates[:n]
+            return out
         return out
 
     def _observe(self, trial: Trial) -> None:
