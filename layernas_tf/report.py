@@ -54,12 +54,17 @@ class TensorBoardLogger:
         self.writer.flush()
 
 
-def best_so_far(trials: Sequence[TrialRecord], low: float, high: float) -> List[Optional[float]]:
-    """Best validation accuracy within [low, high] after each trial (None before the first)."""
-    out, best = [], None
+def best_so_far(trials: Sequence[TrialRecord], low: float, high: float,
+                scores: Optional[Dict[str, float]] = None) -> List[Optional[float]]:
+    """After each trial, the validation accuracy of the best completed trial so far within [low, high]
+    (None before the first), "best" in the searcher's ranking: by `scores` (encoding -> selection
+    score, as in `SearchResult.scores`) where given, else by validation accuracy."""
+    out, best, best_key = [], None, None
     for t in trials:
-        if t.status == COMPLETED and low <= t.cost <= high and (best is None or t.reward > best):
-            best = t.reward
+        if t.status == COMPLETED and low <= t.cost <= high:
+            key = ((scores or {}).get(t.encoding, t.reward), t.reward)
+            if best_key is None or key > best_key:
+                best, best_key = t.reward, key
         out.append(best)
     return out
 
@@ -135,14 +140,16 @@ def plot_pareto(trials: Sequence[TrialRecord], winner: Optional[TrialRecord], lo
     _finish(plt, fig, ax, cost_name, path, legend_size=7)
 
 
-def plot_search(trials: Sequence[TrialRecord], low: float, high: float, path: str) -> None:
-    """Best-so-far validation accuracy (within the target) against trials, over each trial's own."""
+def plot_search(trials: Sequence[TrialRecord], low: float, high: float, path: str,
+                scores: Optional[Dict[str, float]] = None) -> None:
+    """Best-so-far validation accuracy (within the target, ranked by `scores`) against trials, over each
+    trial's own."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     xs = [t.number for t in trials]
     ax.scatter([t.number for t in trials if t.reward is not None], [t.reward for t in trials if t.reward is not None],
                s=12, alpha=0.5, color="grey", label="trial")
-    best = best_so_far(trials, low, high)
+    best = best_so_far(trials, low, high, scores)
     ax.step(xs, [b if b is not None else math.nan for b in best], where="post", linewidth=2, label="best within target")
     _finish(plt, fig, ax, "trial", path, legend_size=8)
 

@@ -5,7 +5,11 @@
         --runs=100 --flops_fraction=0.5 --budgets=25,50,100,200,400 --out=DIR
 
 Writes DIR/results.json, DIR/results.md (a markdown table) and DIR/regret.png (mean regret against
-queries with the 25-75% band). Runs are spread over `--workers` processes. No TensorFlow.
+queries with the 25-75% band). With `--parallel=N`, each search runs N simulated workers (a query takes
+time proportional to its FLOPs, results are told in completion order); results.json then holds
+`mean_wall_units` per algorithm and budget, DIR/regret_time.png plots regret against simulated time,
+and results.md compares every algorithm at the simulated times LayerNAS needs. Runs are spread over
+`--workers` processes. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -125,6 +129,42 @@ def markdown_table(summary: dict, budgets: List[int]) -> str:
     return "\n".join(lines)
 
 
+def regret_at_time(by_budget: Dict[int, dict], units: float):
+    """Mean regret an algorithm has reached after `units` of simulated time: interpolated between its
+    checkpoints in log time, its last value after its last checkpoint, None before its first."""
+    import math
+
+    points = sorted((v["mean_wall_units"], v["mean_regret"]) for v in by_budget.values())
+    if units < points[0][0] * (1 - 1e-9):
+        return None
+    for (t0, r0), (t1, r1) in zip(points, points[1:]):
+        if t0 <= units <= t1:
+            if t1 <= t0:
+                return r1
+            w = (math.log(units) - math.log(t0)) / (math.log(t1) - math.log(t0))
+            return r0 + w * (r1 - r0)
+    return points[-1][1] if units >= points[-1][0] else points[0][1]
+
+
+def equal_time_table(summary: dict, reference: str, budgets: List[int]) -> Tuple[str, dict]:
+    """Every algorithm's regret at the simulated times `reference` needs for each budget (markdown, data)."""
+    data = {}
+    for b in budgets:
+        units = summary[reference][b]["mean_wall_units"]
+        data[b] = {"units": units, "regret": {a: regret_at_time(by, units) for a, by in summary.items()}}
+    lines = [f"| algorithm | " + " | ".join(f"{data[b]['units']:.0f} units ({reference} @{b})" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for algorithm in summary:
+        cells = []
+        for b in budgets:
+            values = {a: r for a, r in data[b]["regret"].items() if r is not None}
+            r = data[b]["regret"][algorithm]
+            cell = "n/a" if r is None else f"{r:.3f}"
+            cells.append(f"**{cell}**" if r is not None and r == min(values.values()) else cell)
+        lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), {str(b): v for b, v in data.items()}
+
+
 def plot(summary: dict, title: str, path: pathlib.Path, x: str = "mean_queries") -> None:
     """Mean regret (25-75% band) against mean queries, or against `x` (e.g. 'mean_wall_units')."""
     import matplotlib
@@ -185,10 +225,15 @@ def main(argv):
         "cpu_seconds_per_run": {label: seconds[label] / FLAGS.runs for label in labels},
         "results": {label: {str(b): v for b, v in by_budget.items()} for label, by_budget in summary.items()},
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2))
     title = (f"{pathlib.Path(FLAGS.table).name}: FLOPs <= {FLAGS.flops_fraction:g} x max, "
              f"{FLAGS.runs} runs, noisy queries")
     md = f"{title}\n\nmean regret [25%, 75%] (mean queries used; mean simulated time)\n\n" + markdown_table(summary, budgets)
+    reference = next((label for label in labels if label.startswith("layernas")), None)
+    if reference is not None and len(labels) > 1:
+        equal_md, payload["at_equal_time"] = equal_time_table(summary, reference, budgets)
+        md += (f"\n\nmean regret at the simulated time {reference} needs for each budget ({FLAGS.parallel} "
+               f"simulated workers; n/a: not one checkpoint reached by then)\n\n" + equal_md)
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
     (out / "results.md").write_text(md + "\n")
     plot(summary, title, out / "regret.png")
     plot(summary, title + f", {FLAGS.parallel} simulated workers", out / "regret_time.png", x="mean_wall_units")

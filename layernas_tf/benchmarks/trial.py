@@ -185,7 +185,9 @@ def parallel_study(worker_counts):
 
     space = searchspaces.get_space(FLAGS.search_space)
     data = DataSpec(FLAGS.dataset, space.input_size, 0, batch_size=FLAGS.batch_size)
-    num_classes = 10
+    from train.data import load_dataset
+
+    num_classes = load_dataset(FLAGS.dataset, space.input_size, 0).num_classes
     encodings = _planned_encodings(space, num_classes, FLAGS.candidates)
     settings = TrainSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
 
