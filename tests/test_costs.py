@@ -96,3 +96,17 @@ def test_bench_spaces_reproduce_every_tables_flops_and_params(name, filename):
     ]
     assert len(table) == space.num_candidates
     assert mismatches == []
+
+
+@pytest.mark.parametrize("name", searchspaces.SPACE_NAMES)
+def test_the_fast_cost_path_equals_the_resolved_architectures_cost(name):
+    import random
+
+    space = searchspaces.get_space(name)
+    rng = random.Random(7)
+    for metric in ("madds", "params"):
+        cost = cost_function(space, metric, 0, 0)
+        encodings = [space.random(rng) for _ in range(500)] + [space.default]
+        assert [cost(e) for e in encodings] == [cost.exact(e) for e in encodings]
+    # Channel-Bench widths feed several blocks at once: no per-layer decomposition, the exact path.
+    assert (cost.terms is None) == (name == "channel_bench_macro_mobilenet")
