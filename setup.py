@@ -38,6 +38,7 @@ setup(
             "layernas-trial-benchmark=layernas_tf.benchmarks.trial:run",
             "layernas-profile-benchmark=layernas_tf.benchmarks.profile:run",
             "layernas-memory-benchmark=layernas_tf.benchmarks.memory:run",
+            "layernas-latency-benchmark=layernas_tf.benchmarks.latency:run",
         ]
     },
 )

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import dataclasses
 import importlib.util
+import json
 import pathlib
 import time
 
@@ -51,10 +52,22 @@ flags.DEFINE_float("target_madds", None, "Cost target: at most this many multipl
 flags.DEFINE_float("target_madds_min", 0.0, "Optional lower bound on MAdds.", lower_bound=0)
 flags.DEFINE_float("target_params", None, "Cost target: at most this many parameters.", lower_bound=0)
 flags.DEFINE_float("target_params_min", 0.0, "Optional lower bound on parameters.", lower_bound=0)
-flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite latency (ms), predicted by a "
-                   "linear model calibrated on measured candidates.", lower_bound=0)
+flags.DEFINE_float("target_latency_ms", None, "Cost target: at most this TFLite latency (ms), predicted from a "
+                   "per-block latency table (see --latency_predictor).", lower_bound=0)
 flags.DEFINE_float("target_latency_ms_min", 0.0, "Optional lower bound on latency (ms).", lower_bound=0)
 flags.DEFINE_enum("latency_format", "int8", ["float", "int8"], "TFLite format a latency target refers to.")
+flags.DEFINE_enum("latency_predictor", "table", ["table", "linear"], "How --target_latency_ms predicts a "
+                  "candidate: 'table' (sum of its measured blocks, calibrated on whole models) or 'linear' "
+                  "(a + b*MAdds + c*params fitted on 10 measured candidates).")
+flags.DEFINE_string("latency_table", None, "Latency table measured where the model will run: this tool's JSON, a "
+                    "CSV of key,ms, or benchmark_model logs (a file, or a directory of *.log) of the files of a "
+                    "latency kit (layernas-profile --latency_kit). Default: measured on this machine.")
+flags.DEFINE_string("latency_command", None, "Time each latency-kit file with this command, which prints "
+                    "benchmark_model output; {tflite} is the local file, {name} its path inside the kit, e.g. "
+                    "'adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/kit/{name}'.")
+flags.DEFINE_integer("latency_threads", 1, "Interpreter threads the latency target refers to.", lower_bound=1)
+flags.DEFINE_string("latency_kit_dir", None, "Where latency kits are converted (default: "
+                    "~/.cache/layernas_tf/latency_kit, shared by every search and space).")
 flags.DEFINE_integer("max_trials", 0, "At most this many candidates are trained; 0: one LayerNAS sweep over every "
                      "layer of --search_space (62 trials for cifar_mobilenet_v2).", lower_bound=0)
 flags.DEFINE_enum("searcher", "layernas", list(SEARCHERS), "Search algorithm (constraint-aware: proposes only "
@@ -116,6 +129,30 @@ def _dataset_names_something(value):
     return bool(value)
 
 
+@flags.validator("latency_table")
+def _latency_table_exists(value):
+    if value is not None and not os.path.exists(value):
+        raise flags.ValidationError(f"--latency_table={value}: no such file or directory")
+    return True
+
+
+@flags.validator("latency_command")
+def _latency_command_names_the_file(value):
+    if value is not None and "{tflite}" not in value and "{name}" not in value:
+        raise flags.ValidationError(f"--latency_command={value!r} must contain {{tflite}} (the local file) or "
+                                    "{name} (its path inside the kit)")
+    return True
+
+
+@flags.multi_flags_validator(["latency_predictor", "latency_table", "latency_command"])
+def _one_latency_source(values):
+    if values["latency_table"] and values["latency_command"]:
+        raise flags.ValidationError("give --latency_table or --latency_command, not both")
+    if values["latency_predictor"] == "linear" and (values["latency_table"] or values["latency_command"]):
+        raise flags.ValidationError("--latency_table and --latency_command need --latency_predictor=table")
+    return True
+
+
 @flags.multi_flags_validator(["searcher", "layernas_settings"])
 def _settings_match_the_searcher(values):
     if values["layernas_settings"] and values["searcher"] != "layernas":
@@ -175,15 +212,11 @@ def main(argv):
         _check_target(space, target, target_flag, image_size, data.num_classes, None)
     search_dir = pathlib.Path(FLAGS.search_dir)
     latency_fn = None
+    latency_config = {}
     if target.metric == "latency_ms":
-        from layernas_tf.profiler import calibrate_latency_model
-
-        with quiet.native_output_captured():  # converter notices of the calibration models
-            latency_fn = calibrate_latency_model(space, image_size, data.num_classes, FLAGS.latency_format,
-                                                 seed=FLAGS.seed)
-        logging.info("latency model (%s .tflite, 1 thread): %s; leave-one-out error %.1f%% on %d measured candidates",
-                     FLAGS.latency_format, latency_fn.to_json()["coefficients_ms"], latency_fn.mean_abs_error_pct,
-                     len(latency_fn.samples))
+        latency_fn = _latency_predictor(space, image_size, data.num_classes, search_dir)
+        latency_config = {"latency_predictor": FLAGS.latency_predictor, "latency_threads": FLAGS.latency_threads,
+                          "latency_fingerprint": _fingerprint(latency_fn)}
         _check_target(space, target, target_flag, image_size, data.num_classes, latency_fn)
     logging.info("search %s (%d layers, %s candidates) with %s for %s", space.name, space.num_layers,
                  f"{space.num_candidates:,}", FLAGS.searcher, target.describe())
@@ -231,7 +264,7 @@ def main(argv):
             executor=runner, trial_retries=FLAGS.trial_retries,
             config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
                     "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format,
-                    "proxy_examples": FLAGS.proxy_examples},
+                    "proxy_examples": FLAGS.proxy_examples, **latency_config},
             on_trial=on_trial, on_resume=on_resume, on_running=on_running)
     except TooManyFailuresError as e:
         runner.close()
@@ -297,7 +330,8 @@ def main(argv):
             print(f"WARNING {name}: {warning}")
     report.plot_pareto(result.trials, result.winner, target.min_value, target.max_value, target.metric,
                        str(search_dir / "pareto.png"))
-    report.plot_search(result.trials, target.min_value, target.max_value, str(search_dir / "search.png"))
+    report.plot_search(result.trials, target.min_value, target.max_value, str(search_dir / "search.png"),
+                       scores=result.scores)
     extra = {
         "search_space": space.name, "dataset": FLAGS.dataset, "target": target.describe(),
         "winner_final_val_accuracy": winner_final.reward, "executor": FLAGS.executor, "trials_at_once": runner.slots, "resumed_trials": result.resumed_trials,
@@ -307,7 +341,8 @@ def main(argv):
                            for name, (r, _, e) in exports.items() if name != "winner"],
     }
     if latency_fn is not None:
-        extra["latency_model"] = latency_fn.to_json()
+        extra["latency_model"] = {k: v for k, v in latency_fn.to_json().items() if k != "entries_ms"}
+        extra["latency_model"]["winner_predicted_ms"] = latency_fn(space.parse(winner_record.encoding))
     payload = report.results_payload(winner_record, winner_export, result.counts, extra)
     payload["winner"]["cost"] = winner_record.cost
     report.write_json(payload, str(search_dir / "results.json"))
@@ -315,6 +350,65 @@ def main(argv):
           f"winner {winner_record.encoding}: {winner_record.madds:,} MAdds, {winner_record.params:,} params")
     print(f"wrote {search_dir / 'results.json'}, pareto.png, search.png, export/ and tensorboard/ "
           f"in {time.perf_counter() - start:.0f} s")
+
+
+LATENCY_PREDICTOR_FILE = "latency_predictor.json"
+
+
+def _latency_predictor(space, image_size: int, num_classes: int, search_dir: pathlib.Path):
+    """The latency predictor of this search: the one stored in --search_dir when resuming (so a resumed
+    search sees the same costs), else one built from the flags; stored in --search_dir when new."""
+    from layernas_tf import latency_kit, quiet
+    from layernas_tf.latency_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
+    from layernas_tf.profiler import LatencyModel, calibrate_latency_model
+
+    stored_path = search_dir / LATENCY_PREDICTOR_FILE
+    stored = json.loads(stored_path.read_text()) if stored_path.exists() else None
+    explicit = FLAGS.latency_table or FLAGS.latency_command
+    spaces = {model_id(space, image_size, num_classes): (space, image_size, num_classes)}
+    try:
+        if stored and stored["predictor"] == FLAGS.latency_predictor and not explicit:
+            logging.info("latency: the %s predictor stored in %s", stored["predictor"], stored_path)
+            if stored["predictor"] == "linear":
+                return LatencyModel.from_json(space, image_size, num_classes, stored["model"])
+            raw = stored["table"]
+            table = LatencyTable(raw["quantization"], raw["num_threads"], raw["device"], raw["entries_ms"],
+                                 raw["calibration"], raw.get("build", {}))
+            return TableLatency(table, space, image_size, num_classes, source=str(stored_path))
+        if FLAGS.latency_predictor == "linear":
+            with quiet.native_output_captured():  # converter notices of the calibration models
+                fn = calibrate_latency_model(space, image_size, num_classes, FLAGS.latency_format, seed=FLAGS.seed,
+                                             num_threads=FLAGS.latency_threads)
+            payload = {"predictor": "linear", "model": fn.to_json()}
+        else:
+            if FLAGS.latency_table:
+                table = load_table(FLAGS.latency_table, FLAGS.latency_format, FLAGS.latency_threads, spaces)
+                source = f"--latency_table={FLAGS.latency_table}"
+            else:
+                table = latency_kit.cached_table(list(spaces.values()), FLAGS.latency_format, FLAGS.latency_threads,
+                                                 FLAGS.latency_kit_dir, FLAGS.latency_command)
+                source = "--latency_command" if FLAGS.latency_command else "the latency table of this machine"
+            fn = TableLatency(table, space, image_size, num_classes, source=source)
+            payload = {"predictor": "table", "table": table.to_json()}
+    except LatencyTableError as e:
+        flag = "--latency_command" if FLAGS.latency_command else "--latency_table"
+        raise app.UsageError(f"{flag}: {e}")
+    calibration = fn.to_json().get("calibration", {})
+    logging.info("latency predictor %s (%s .tflite, %d thread(s)): %s", FLAGS.latency_predictor, FLAGS.latency_format,
+                 FLAGS.latency_threads, {k: v for k, v in (calibration or fn.to_json()).items() if k != "samples"})
+    if not stored_path.exists():  # never overwrite: a different predictor is refused by the store
+        search_dir.mkdir(parents=True, exist_ok=True)
+        stored_path.write_text(json.dumps(payload))
+    return fn
+
+
+def _fingerprint(latency_fn) -> str:
+    import hashlib
+
+    payload = latency_fn.to_json()
+    if payload.get("predictor") == "table":
+        return payload["fingerprint"]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _check_target(space, target, target_flag: str, image_size: int, num_classes: int, latency_fn) -> None:

@@ -2,6 +2,11 @@
 
     python -m layernas_tf.profile --search_space=mobilenet_v3_large --arch=default --latency --quantize=int8
     python -m layernas_tf.profile --search_space=mobilenet_v3_large --random=20000 --seed=0
+    layernas-profile --latency_kit=kit_v3s --search_space=mobilenet_v3_small --input_size=224 --quantize=int8
+
+With --latency the candidate is converted and timed, and its latency is also predicted from the
+per-block table of this machine (or --latency_table). --latency_kit writes every part of the space
+(and the calibration whole models) as .tflite files to time on a device with benchmark_model.
 
 The last line printed is one JSON object.
 """
@@ -31,6 +36,11 @@ flags.DEFINE_integer("runs", 50, "Timed interpreter runs for --latency.", lower_
 flags.DEFINE_integer("warmup", 10, "Untimed warm-up runs for --latency.", lower_bound=0)
 flags.DEFINE_integer("random", 0, "Profile this many random candidates (analytic costs) and report throughput.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed for --random.")
+flags.DEFINE_string("latency_kit", None, "Write a latency kit for --search_space at --input_size and --quantize "
+                    "(int8, or none: float) into this directory and exit.")
+flags.DEFINE_string("latency_table", None, "With --latency: predict from this table (JSON, CSV or benchmark_model "
+                    "logs) instead of the table of this machine.")
+flags.DEFINE_integer("workers", 2, "Conversion processes for latency kits.", lower_bound=1)
 
 
 def main(argv):
@@ -38,6 +48,16 @@ def main(argv):
     space = searchspaces.get_space(FLAGS.search_space)
     input_size = FLAGS.input_size or space.input_size
     num_classes = FLAGS.num_classes or space.num_classes
+    if FLAGS.latency_kit:
+        from layernas_tf.latency_kit import write_kit
+
+        quantization = "int8" if FLAGS.quantize == "int8" else "float"
+        manifest = write_kit(FLAGS.latency_kit, quantization, [(space, input_size, num_classes)], workers=FLAGS.workers)
+        print(f"wrote {len(manifest['files'])} {quantization} .tflite files ({manifest['converted']} converted now, in "
+              f"{manifest['convert_seconds']:.0f} s) and {FLAGS.latency_kit}/manifest.json; time each with "
+              "benchmark_model and pass the logs back as --latency_table")
+        print(json.dumps({k: v for k, v in manifest.items() if k != "files"}))
+        return
     if FLAGS.random:
         print(json.dumps(profile_random(space, FLAGS.random, FLAGS.seed, input_size, num_classes)))
         return
@@ -59,7 +79,30 @@ def main(argv):
     if FLAGS.latency:
         report.update(measure_tflite_latency(space, encoding, input_size, num_classes, FLAGS.quantize,
                                              FLAGS.num_threads, FLAGS.runs, FLAGS.warmup))
+        report["predicted_latency_ms"] = _predicted(space, encoding, input_size, num_classes, report["latency_ms"])
+        for q, predicted in report["predicted_latency_ms"].items():
+            measured = report["latency_ms"][q]
+            print(f"{q}: measured {measured:.3f} ms, predicted {predicted:.3f} ms by the latency table "
+                  f"({100 * (predicted - measured) / measured:+.1f}%), {FLAGS.num_threads} thread(s)")
     print(json.dumps(report))
+
+
+def _predicted(space, encoding, input_size, num_classes, formats) -> dict:
+    from layernas_tf import latency_kit
+    from layernas_tf.latency_table import TableLatency, load_table, model_id
+
+    spaces = [(space, input_size, num_classes)]
+    predicted = {}
+    if FLAGS.latency_table:  # a table holds one format: the one --quantize names
+        formats = ["int8" if FLAGS.quantize == "int8" else "float"]
+    for quantization in formats:
+        if FLAGS.latency_table:
+            table = load_table(FLAGS.latency_table, quantization, FLAGS.num_threads,
+                               {model_id(*spaces[0]): spaces[0]})
+        else:
+            table = latency_kit.cached_table(spaces, quantization, FLAGS.num_threads, workers=FLAGS.workers)
+        predicted[quantization] = round(TableLatency(table, space, input_size, num_classes)(encoding), 3)
+    return predicted
 
 
 def run():

@@ -77,8 +77,15 @@ class LatencyModel:
         x = self.features(costs.candidate_costs(self.space, encoding, self.input_size, self.num_classes))
         return sum(a * b for a, b in zip(self.coefficients, x))
 
+    @classmethod
+    def from_json(cls, space, input_size: int, num_classes: int, payload: dict) -> "LatencyModel":
+        c = payload["coefficients_ms"]
+        return cls(space, input_size, num_classes, (c["intercept"], c["per_madds_million"], c["per_params_million"]),
+                   [tuple(s) for s in payload["samples"]], payload["mean_abs_error_pct"], payload["quantization"],
+                   payload["num_threads"])
+
     def to_json(self) -> dict:
-        return {"coefficients_ms": dict(zip(("intercept", "per_madds_million", "per_params_million"), self.coefficients)),
+        return {"predictor": "linear", "coefficients_ms": dict(zip(("intercept", "per_madds_million", "per_params_million"), self.coefficients)),
                 "samples": self.samples, "mean_abs_error_pct": self.mean_abs_error_pct,
                 "quantization": self.quantization, "num_threads": self.num_threads}
 
@@ -91,27 +98,37 @@ def _fit_nonnegative(rows, targets):
     return coefficients
 
 
-def calibrate_latency_model(space, input_size: int, num_classes: int, quantization: str = "int8", samples: int = 10,
-                            seed: int = 0, num_threads: int = 1, runs: int = 20) -> LatencyModel:
-    """Measure `samples` candidates (cheapest, default, costliest, then random) and fit a `LatencyModel`."""
+def linear_calibration_encodings(space, input_size: int, num_classes: int, samples: int = 10, seed: int = 0):
+    """The candidates the linear model is fitted on: cheapest, default, costliest, then a spread by MAdds."""
     rng = random.Random(seed)
     madds_of = costs.cost_function(space, "madds", input_size, num_classes)
     by_madds = sorted({space.random(rng) for _ in range(200)} | {space.default}, key=madds_of)
     picks = [by_madds[0], space.default, by_madds[-1]]
     picks += [e for e in by_madds[:: max(1, len(by_madds) // samples)] if e not in picks]
-    picks = picks[:max(3, samples)]
-    rows, measured = [], []
-    for encoding in picks:
-        ms = measure_tflite_latency(space, encoding, input_size, num_classes, quantization, num_threads, runs, 3)
-        rows.append(LatencyModel.features(costs.candidate_costs(space, encoding, input_size, num_classes)))
-        measured.append(ms["latency_ms"][quantization])
+    return picks[:max(3, samples)]
+
+
+def fit_latency_model(space, input_size: int, num_classes: int, measured, quantization: str,
+                      num_threads: int) -> LatencyModel:
+    """A `LatencyModel` fitted on `measured` [(encoding, ms)], with its leave-one-out error."""
+    rows = [LatencyModel.features(costs.candidate_costs(space, e, input_size, num_classes)) for e, _ in measured]
+    ms = [m for _, m in measured]
     errors = []
     for i in range(len(rows)):
-        coef = _fit_nonnegative(rows[:i] + rows[i + 1:], measured[:i] + measured[i + 1:])
-        errors.append(abs(sum(a * b for a, b in zip(coef, rows[i])) - measured[i]) / measured[i])
-    model = LatencyModel(space, input_size, num_classes, _fit_nonnegative(rows, measured),
-                         [(space.to_string(e), m) for e, m in zip(picks, measured)],
-                         100.0 * sum(errors) / len(errors), quantization, num_threads)
+        coef = _fit_nonnegative(rows[:i] + rows[i + 1:], ms[:i] + ms[i + 1:])
+        errors.append(abs(sum(a * b for a, b in zip(coef, rows[i])) - ms[i]) / ms[i])
+    return LatencyModel(space, input_size, num_classes, _fit_nonnegative(rows, ms),
+                        [(space.to_string(e), m) for e, m in measured], 100.0 * sum(errors) / len(errors),
+                        quantization, num_threads)
+
+
+def calibrate_latency_model(space, input_size: int, num_classes: int, quantization: str = "int8", samples: int = 10,
+                            seed: int = 0, num_threads: int = 1, runs: int = 20) -> LatencyModel:
+    """Measure `samples` candidates (cheapest, default, costliest, then a spread) and fit a `LatencyModel`."""
+    picks = linear_calibration_encodings(space, input_size, num_classes, samples, seed)
+    measured = [(e, measure_tflite_latency(space, e, input_size, num_classes, quantization, num_threads, runs,
+                                           3)["latency_ms"][quantization]) for e in picks]
+    model = fit_latency_model(space, input_size, num_classes, measured, quantization, num_threads)
     logging.info("latency model (%s, %d thread(s)) from %d measured candidates: %s; leave-one-out error %.1f%%",
                  quantization, num_threads, len(picks), model.to_json()["coefficients_ms"], model.mean_abs_error_pct)
     return model

@@ -135,16 +135,46 @@ def build_architecture(arch: Architecture, keras_module=None, name: str = "candi
     x = _conv_bn_act(keras_module, inputs, arch.stem, bn_momentum)
     for block in arch.blocks:
         x = _block(keras_module, x, block, bn_momentum)
-    if arch.head_conv is not None:
-        x = _conv_bn_act(keras_module, x, arch.head_conv, bn_momentum)
-    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    if arch.head_point_filters:
-        x = layers.Dense(arch.head_point_filters, name="head_point")(x)
-        x = _activation(keras_module, arch.head_point_activation, f"head_point_{arch.head_point_activation}")(x)
-    if arch.dropout_rate:
-        x = layers.Dropout(arch.dropout_rate, name="dropout")(x)
-    outputs = layers.Dense(arch.num_classes, activation=classifier_activation, name="predictions")(x)
+    outputs = _head(keras_module, x, arch.head_conv, arch.head_point_filters, arch.head_point_activation,
+                    arch.dropout_rate, arch.num_classes, classifier_activation, bn_momentum)
     return keras_module.Model(inputs, outputs, name=name)
+
+
+def _head(keras_module, x, head_conv: Optional[ConvSpec], point_filters: int, point_activation: str,
+          dropout_rate: float, num_classes: int, classifier_activation: str, bn_momentum: float = BN_MOMENTUM):
+    layers = keras_module.layers
+    if head_conv is not None:
+        x = _conv_bn_act(keras_module, x, head_conv, bn_momentum)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    if point_filters:
+        x = layers.Dense(point_filters, name="head_point")(x)
+        x = _activation(keras_module, point_activation, f"head_point_{point_activation}")(x)
+    if dropout_rate:
+        x = layers.Dropout(dropout_rate, name="dropout")(x)
+    return layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
+
+
+def build_part(part, keras_module=None):
+    """A one-part Keras model (stem, block or head) at the input shape the part gets inside a candidate,
+    for timing it alone (see `layernas_tf.latency_table.Part`)."""
+    keras_module = keras_module or _default_keras()
+    inputs = keras_module.Input(shape=(part.input_size, part.input_size, part.in_filters), name="image")
+    if part.kind == "stem":
+        x = _conv_bn_act(keras_module, inputs, ConvSpec("stem", part.out_filters, part.kernel_size, part.strides,
+                                                        part.activation or None))
+    elif part.kind in ("block", "projection"):
+        kind = "mbconv" if part.kind == "block" else "projection"
+        x = _block(keras_module, inputs, BlockConfig("block", kind, part.in_filters, part.out_filters,
+                                                     part.expanded_filters, part.kernel_size or 1, part.strides,
+                                                     part.se_filters, part.activation or "relu"))
+    elif part.kind == "head":
+        head_conv = ConvSpec("head_conv", part.out_filters, 1, 1, part.activation or None) if part.out_filters else None
+        # Dropout is the identity at inference, so the head's cost does not depend on its rate.
+        x = _head(keras_module, inputs, head_conv, part.head_point_filters, "hard_swish", 0.0, part.num_classes,
+                  "softmax")
+    else:
+        raise ValueError(f"unknown part kind {part.kind!r}; allowed: stem, block, projection, head")
+    return keras_module.Model(inputs, x, name=part.kind)
 
 
 def build(

@@ -210,3 +210,67 @@ def test_a_bad_flag_stops_the_job_before_any_work(tmp_path):
     assert "--layernas_settings: layernas fill='middle' is not allowed" in done.stderr
     assert not (tmp_path / "search").exists()
     assert time.perf_counter() - started < 60  # no data loaded, nothing trained
+
+
+def _latency_csv(path, scale=1.0):
+    """A device table for cifar_mobilenet_v2 at 8x8, 10 classes, as a user brings it back: key,ms rows for
+    every part and for the kit's calibration models (whole model = 0.05 ms + the sum of its parts)."""
+    import searchspaces
+    from layernas_tf.latency_kit import calibration_encodings
+    from layernas_tf.latency_table import architecture_parts, model_key, space_parts
+
+    space = searchspaces.get_space("cifar_mobilenet_v2")
+    entries = {k: scale * (0.002 + 1e-6 * p.input_size ** 2 * max(p.out_filters, 1))
+               for k, p in space_parts(space, 8, 10).items()}
+    rows = dict(entries)
+    for encoding in calibration_encodings(space, 8, 10):
+        parts = sum(entries[p.key] for p in architecture_parts(space.resolve(encoding, 8, 10)))
+        rows[model_key(space, 8, 10, encoding)] = 0.05 + parts
+    path.write_text("key,ms\n" + "".join(f"{k},{v!r}\n" for k, v in rows.items()))
+    default_parts = sum(entries[p.key] for p in architecture_parts(space.resolve(space.default, 8, 10)))
+    return 0.05 + default_parts
+
+
+def test_a_latency_search_stores_its_table_and_refuses_another_on_resume(tmp_path):
+    target_ms = _latency_csv(tmp_path / "phone.csv")
+    _latency_csv(tmp_path / "other_phone.csv", scale=1.5)
+    search_dir = tmp_path / "search"
+    flags_ = [f"--search_dir={search_dir}", "--image_size=8", "--max_examples=48", "--batch_size=16",
+              "--proxy_epochs=1", "--final_epochs=1", "--max_trials=3", "--calibration_images=16",
+              "--executor=in_process", f"--target_latency_ms={target_ms}"]
+    done = _main(*flags_, f"--latency_table={tmp_path / 'phone.csv'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    stored = json.loads((search_dir / "latency_predictor.json").read_text())
+    db = sqlite3.connect(search_dir / "trials.sqlite")
+    config = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM config")}
+    db.close()
+    from layernas_tf.latency_table import LatencyTable
+
+    fingerprint = LatencyTable(**{k: stored["table"][k] for k in ("quantization", "num_threads", "device",
+                                                                   "entries_ms", "calibration")}).fingerprint()
+    assert config["latency_fingerprint"] == fingerprint and config["latency_predictor"] == "table"
+    results = json.loads((search_dir / "results.json").read_text())
+    assert results["latency_model"]["fingerprint"] == fingerprint
+    assert results["winner"]["cost"] <= target_ms
+    before = _completed(search_dir)
+
+    resumed = _main(*flags_)  # no --latency_table: the stored table, not this machine's
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _completed(search_dir) == before
+    assert "the table predictor stored in" in resumed.stderr
+
+    refused = _main(*flags_, f"--latency_table={tmp_path / 'other_phone.csv'}")
+    assert refused.returncode != 0
+    assert f"latency_fingerprint: recorded '{fingerprint}', requested '" in refused.stderr
+    assert _completed(search_dir) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--latency_table=/no/such/table.csv"], "--latency_table=/no/such/table.csv: no such file or directory"),
+    (["--latency_command=adb shell benchmark_model"], r"--latency_command='adb shell benchmark_model' must contain "
+                                                      r"\{tflite\}"),
+    (["--latency_predictor=linear", "--latency_command=run {tflite}"],
+     "--latency_table and --latency_command need --latency_predictor=table"),
+])
+def test_bad_latency_flags_are_refused_when_parsed(argv, message):
+    test_bad_flags_are_refused_when_parsed_naming_the_flag(argv, message)
