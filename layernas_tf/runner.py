@@ -214,9 +214,9 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         start = time.perf_counter()
         model = None
         keras.backend.clear_session()
-        # Keras models and their traced functions form reference cycles that hold native memory the
-        # cycle collector does not see: without this the process grew ~70 MB per trial
-        # (layernas-memory-benchmark: 1,661 MB after trial 10, 2,354 MB after trial 20).
+        # Frees the model's reference cycles now rather than at some later trial. It does not stop
+        # the growth Keras/TensorFlow show over repeated fits in one process (~70 MB per trial here,
+        # see executors.MAX_TRIALS_PER_WORKER), which is why local workers are replaced.
         gc.collect()
         timings["cleanup"] = time.perf_counter() - start
     del tf
