@@ -22,11 +22,15 @@ def tiny_data(n=32, size=8, seed=0, batch=16):
 def stall_once(marker_dir):
     """tiny_data, but the first call anywhere writes its pid to `marker_dir/pid` and waits to be killed."""
     marker = os.path.join(marker_dir, "pid")
-    if not os.path.exists(marker):
-        with open(marker + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.replace(marker + ".tmp", marker)
-        time.sleep(120)
+    try:  # exactly one process wins the claim, however many start at once
+        claim = os.open(marker + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return tiny_data()
+    os.close(claim)
+    with open(marker + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
+    time.sleep(120)
     return tiny_data()
 
 
