@@ -270,7 +270,6 @@ class TableLatency:
                                     f"{', '.join(sorted(table.calibration)) or 'none'}")
         calibration = table.calibration[ident]
         self.intercept_ms, self.scale = float(calibration["intercept_ms"]), float(calibration["scale"])
-        self._by_block: Dict[object, float] = {}
         from layernas_tf.costs import pairwise_terms
 
         # MobileNet parts depend on one layer's option and its predecessor's: a sum of L lookups.
@@ -286,36 +285,14 @@ class TableLatency:
         return values
 
     def _resolved_parts_ms(self, encoding: Sequence[int]) -> float:
-        arch = self.space.resolve_unchecked(tuple(encoding), self.input_size, self.num_classes)
-        return sum(self.table.entries_ms[p.key] for p in architecture_parts(arch))
+        return resolved_parts_ms(self.table.entries_ms, self.space, encoding, self.input_size, self.num_classes)
 
     def parts_ms(self, encoding: Sequence[int]) -> float:
-        """Sum of the part entries of `encoding` (before calibration).
-
-        Spaces whose parts each depend on one layer's option and its predecessor's (the MobileNet ones)
-        sum per-layer lookups; others look blocks up by their resolved config (a block's position fixes
-        its input size): one resolution plus a dictionary lookup per block.
-        """
+        """Sum of the part entries of `encoding` (before calibration): per-layer lookups where the space
+        decomposes that way (the MobileNet ones), else from the resolved architecture."""
         if self._terms is not None:
             return self._terms(encoding)
-        arch = self.space.resolve_unchecked(tuple(encoding), self.input_size, self.num_classes)
-        cache = self._by_block
-        ends = ("ends", arch.stem, arch.head_conv, arch.blocks[-1].out_filters if arch.blocks else 0)
-        try:
-            return cache[ends] + sum(cache[b] for b in arch.blocks)
-        except KeyError:
-            self._learn(arch, ends)
-            return cache[ends] + sum(cache[b] for b in arch.blocks)
-
-    def _learn(self, arch: Architecture, ends) -> None:
-        entries, cache = self.table.entries_ms, self._by_block
-        parts = architecture_parts(arch)
-        timed = [b for b in arch.blocks if b.kind != "identity"]
-        for block, part in zip(timed, parts[1:-1]):
-            cache[block] = entries[part.key]
-        for block in arch.blocks:
-            cache.setdefault(block, 0.0)  # identity blocks run no operator
-        cache[ends] = entries[parts[0].key] + entries[parts[-1].key]
+        return self._resolved_parts_ms(encoding)
 
     def __call__(self, encoding: Sequence[int]) -> float:
         return self.intercept_ms + self.scale * self.parts_ms(encoding)
@@ -383,25 +360,26 @@ def table_from_measurements(measured_ms: Dict[str, float], quantization: str, nu
         if ident not in spaces:
             continue
         space, input_size, num_classes = spaces[ident]
-        predictor = _UncalibratedParts(table, space, input_size, num_classes)
-        samples = [(enc, ms, predictor(space.parse(enc))) for enc, ms in sorted(rows)]
+        samples = [(enc, ms, resolved_parts_ms(entries, space, space.parse(enc), input_size, num_classes))
+                   for enc, ms in sorted(rows)]
         table.calibration[ident] = fit_calibration(samples)
     return table
 
 
-class _UncalibratedParts:
-    def __init__(self, table, space, input_size, num_classes):
-        self.table, self.space, self.input_size, self.num_classes = table, space, input_size, num_classes
+def resolved_parts_ms(entries: Dict[str, float], space: SearchSpace, encoding: Sequence[int], input_size: int,
+                      num_classes: int) -> float:
+    """Sum of the entries of `encoding`'s parts, from its resolved architecture.
 
-    def __call__(self, encoding) -> float:
-        arch = self.space.resolve(encoding, self.input_size, self.num_classes)
-        try:
-            return sum(self.table.entries_ms[p.key] for p in architecture_parts(arch))
-        except KeyError as e:
-            raise LatencyTableError(f"measurements lack part {e.args[0]} of {self.space.to_string(encoding)}")
+    Raises LatencyTableError naming a part `entries` lacks.
+    """
+    arch = space.resolve_unchecked(tuple(encoding), input_size, num_classes)
+    try:
+        return sum(entries[p.key] for p in architecture_parts(arch))
+    except KeyError as e:
+        raise LatencyTableError(f"measurements lack part {e.args[0]} of {space.to_string(encoding)}")
 
 
-def _measurements_from_text(text: str, path: str, default_quantization: str) -> Tuple[Dict[str, float], str, int]:
+def _measurements_from_text(text: str, path: str, default_quantization: str) -> Tuple[Dict[str, float], str]:
     """key -> ms from a CSV (`key,ms` rows), a flat JSON object or benchmark_model logs."""
     stripped = text.lstrip()
     if "Inference timings in us" in text:
@@ -413,10 +391,10 @@ def _measurements_from_text(text: str, path: str, default_quantization: str) -> 
             quantization, key = key_from_file_name(graph)
             quantizations.add(quantization)
             measured[key] = ms
-        return measured, _one_quantization(quantizations, path, default_quantization), 0
+        return measured, _one_quantization(quantizations, path, default_quantization)
     if stripped.startswith("{"):
         raw = json.loads(text)
-        return ({str(k): _ms(v, k, path) for k, v in raw.items()}, default_quantization, 0)
+        return {str(k): _ms(v, k, path) for k, v in raw.items()}, default_quantization
     measured = {}
     for row in csv.reader(io.StringIO(text)):
         if not row or row[0].strip().startswith("#") or row[0].strip() in ("key", "file"):
@@ -427,7 +405,7 @@ def _measurements_from_text(text: str, path: str, default_quantization: str) -> 
         if key.endswith(".tflite"):
             key = key_from_file_name(key)[1]
         measured[key] = _ms(row[1], key, path)
-    return measured, default_quantization, 0
+    return measured, default_quantization
 
 
 def _ms(value, key, path) -> float:
@@ -472,7 +450,7 @@ def load_table(path: str, quantization: str, num_threads: int, spaces: Dict[str,
                              {k: float(v) for k, v in raw["entries_ms"].items()}, raw.get("calibration", {}),
                              raw.get("build", {}))
     else:
-        measured, found, _ = _measurements_from_text(text, path, quantization)
+        measured, found = _measurements_from_text(text, path, quantization)
         if found != quantization:
             raise LatencyTableError(f"{path}: the logs time {found} models, but the latency target is {quantization}")
         table = table_from_measurements(measured, quantization, num_threads, device or f"measured ({p.name})",
