@@ -183,12 +183,13 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     import keras
 
     from searchspaces.builder import build
-    from train.trainer import fit_and_evaluate
+    from train.trainer import custom_gradient_names, fit_and_evaluate, release_custom_gradients
 
     outcome = TrialOutcome(spec.number, tuple(spec.encoding), FAILED, host=socket.gethostname(),
                            device=f"{_WORKER_SETUP.get('device', 'CPU')} pid {os.getpid()}")
     timings = outcome.timings
     model = None
+    gradients_before = custom_gradient_names()
     try:
         # Seeded before the pipelines are built: their shuffle takes the global seed as set here, not
         # whatever an earlier trial in this process left, so a trial runs the same in any worker.
@@ -214,9 +215,9 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         start = time.perf_counter()
         model = None
         keras.backend.clear_session()
-        # Frees the model's reference cycles now rather than at some later trial. It does not stop
-        # the growth Keras/TensorFlow show over repeated fits in one process (~70 MB per trial here,
-        # see executors.MAX_TRIALS_PER_WORKER), which is why local workers are replaced.
+        # The trial's traced graphs are done with: unregister their custom gradients (otherwise they
+        # keep every graph alive, see release_custom_gradients), then free the model's cycles now.
+        release_custom_gradients(gradients_before)
         gc.collect()
         timings["cleanup"] = time.perf_counter() - start
     del tf
