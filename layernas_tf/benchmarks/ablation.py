@@ -1,10 +1,13 @@
 """What each LayerNAS choice buys: the default searcher against variants that undo one choice each.
 
-    python -m layernas_tf.benchmarks.ablation --tables=../shared/benchmarks/nas-bench-macro_cifar10.json,\
+    layernas-ablation --tables=../shared/benchmarks/nas-bench-macro_cifar10.json,\
 ../shared/benchmarks/channel-bench-macro_mobilenet_cifar10.json --runs=100 --flops_fraction=0.5 --out=DIR
+    layernas-ablation --objectives=layernas_tf.benchmarks.surrogates:mobilenet_v3_large_224,\
+layernas_tf.benchmarks.surrogates:cifar_mobilenet_v2_32 --runs=100 --flops_fraction=0.5 --out=DIR
 
 Every variant runs the same seeds and noise as `layernas_tf.benchmarks.tables`. Writes DIR/ablation.json and
-DIR/ablation.md: mean regret per table and budget, one row per variant. No TensorFlow.
+DIR/ablation.md: per table mean regret, per objective (each over the space it names) mean score, for
+each budget, one row per variant. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from layernas_tf.benchmarks import tables as benchmark
 from layernas_tf.search import parse_settings
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("tables", None, "Benchmark tables (paths), comma-separated.")
+flags.DEFINE_list("tables", [], "Benchmark tables (paths), comma-separated.")
+flags.DEFINE_list("objectives", [], "Objectives (MODULE:NAME, each naming its search_space), comma-separated.")
 flags.DEFINE_list("variants", None, "Variant names to run (default: all); allowed: see VARIANTS.")
 
 # Variant name -> (what it tests, LayerNAS settings). "default" is the shipped searcher; "paper" is a
@@ -46,32 +50,42 @@ def _check_variants(values):
     return values is None or all(v in VARIANTS for v in values)
 
 
+def _short(name: str) -> str:
+    return name.rpartition(":")[2] if ":" in name else pathlib.Path(name).stem
+
+
 def ablation_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str], budgets: List[int]) -> str:
-    """One row per variant, one column per (table, budget): mean regret."""
-    names = [pathlib.Path(t).stem for t in tables]
+    """One row per variant, one column per (table or objective, budget): mean regret of a table, mean
+    score of an objective."""
+    names = [_short(t) for t in tables]
     header = "| variant | what it changes | " + " | ".join(f"{n} @{b}" for n in names for b in budgets) + " |"
     lines = [header, "|---|---|" + "---|" * (len(names) * len(budgets))]
+    metric = {t: benchmark.metric_of({v: rows[v][t] for v in rows}) for t in tables}
     for variant, by_table in rows.items():
-        cells = [f"{by_table[t][b]['mean_regret']:.3f}" for t in tables for b in budgets]
+        cells = [f"{by_table[t][b][metric[t]]:.3f}" for t in tables for b in budgets]
         lines.append(f"| `{variant}` | {VARIANTS[variant][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    if not FLAGS.tables:
-        raise app.UsageError("--tables is required: comma-separated paths of benchmark tables")
+    if not FLAGS.tables and not FLAGS.objectives:
+        raise app.UsageError("--tables or --objectives is required: comma-separated paths of benchmark tables, "
+                             "or MODULE:NAME objectives")
+    sources = {t: t for t in FLAGS.tables}
+    sources.update({o: ("objective", o, "", 0, 0) for o in FLAGS.objectives})
+    for source in sources.values():
+        benchmark.load_problem(source, FLAGS.flops_fraction)  # clear error before any work
     budgets = sorted(int(b) for b in FLAGS.budgets)
     variants = FLAGS.variants or list(VARIANTS)
     rows: Dict[str, Dict[str, Dict[int, dict]]] = {v: {} for v in variants}
     wall = {}
-    for table_path in FLAGS.tables:
-        benchmark.load_problem(table_path, FLAGS.flops_fraction)  # clear error before any work
+    for table_path, source in sources.items():
         jobs = []
         for variant in variants:
             settings = parse_settings("layernas", VARIANTS[variant][1])
             jobs += [(variant, "layernas", tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
-        summary, _, wall[table_path] = benchmark.run_jobs(table_path, FLAGS.flops_fraction, budgets, jobs,
+        summary, _, wall[table_path] = benchmark.run_jobs(source, FLAGS.flops_fraction, budgets, jobs,
                                                           FLAGS.workers)
         for variant in variants:
             rows[variant][table_path] = summary[variant]
@@ -79,15 +93,15 @@ def main(argv):
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
-        "tables": FLAGS.tables, "flops_fraction": FLAGS.flops_fraction, "runs": FLAGS.runs, "budgets": budgets,
+        "tables": FLAGS.tables, "objectives": FLAGS.objectives, "flops_fraction": FLAGS.flops_fraction, "runs": FLAGS.runs, "budgets": budgets,
         "wall_seconds": wall,
         "variants": {v: {"description": VARIANTS[v][0], "settings": VARIANTS[v][1],
-                         "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in FLAGS.tables}}
+                         "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in sources}}
                      for v in variants},
     }
     (out / "ablation.json").write_text(json.dumps(payload, indent=2))
-    md = (f"LayerNAS ablation: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs, mean regret\n\n"
-          + ablation_markdown(rows, FLAGS.tables, budgets))
+    md = (f"LayerNAS ablation: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs; mean regret on tables, "
+          f"mean score on objectives (surrogates, not measurements)\n\n" + ablation_markdown(rows, list(sources), budgets))
     (out / "ablation.md").write_text(md + "\n")
     print(md)
     print(f"\nwrote {out / 'ablation.json'}, {out / 'ablation.md'}")

@@ -1,11 +1,16 @@
-"""Benchmark searchers on a tabular NAS benchmark under noisy queries.
+"""Benchmark searchers on a tabular NAS benchmark, or on an objective over a real space, under noisy queries.
 
-    python -m layernas_tf.benchmarks.tables --table=../shared/benchmarks/nas-bench-macro_cifar10.json \
+    layernas-benchmark --table=../shared/benchmarks/nas-bench-macro_cifar10.json \
         --algorithms=layernas,random,evolution,ppo,random_unaware,evolution_unaware,ppo_unaware,optuna_tpe,pyglove_evolution \
         --runs=100 --flops_fraction=0.5 --budgets=25,50,100,200,400 --out=DIR
+    layernas-benchmark --objective=layernas_tf.benchmarks.surrogates:mobilenet_v3_large_224 \
+        --search_space=mobilenet_v3_large --input_size=224 --flops_fraction=0.5 --out=DIR
 
 Writes DIR/results.json, DIR/results.md (a markdown table) and DIR/regret.png (mean regret against
-queries with the 25-75% band). With `--parallel=N`, each search runs N simulated workers (a query takes
+queries with the 25-75% band; for an objective, whose optimum is unknown, mean score instead).
+results.json holds, per algorithm and budget, `mean_score` (the mean of the returned models' mean
+accuracy or objective `mean()`) with its standard error, and `paired`: each algorithm's paired
+difference of mean score from LayerNAS's with its standard error (the same seeds and query noise). With `--parallel=N`, each search runs N simulated workers (a query takes
 time proportional to its FLOPs, results are told in completion order); results.json then holds
 `mean_wall_units` per algorithm and budget, DIR/regret_time.png plots regret against simulated time,
 and results.md compares every algorithm at the simulated times LayerNAS needs. Runs are spread over
@@ -20,18 +25,25 @@ import multiprocessing
 import os
 import pathlib
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from absl import app, flags, logging
 
 from layernas_tf.search import ALGORITHMS, make_searcher, parse_settings
 from layernas_tf.settings_flag import define_layernas_settings
-from layernas_tf.search.harness import RunResult, run_searcher, summarize
+from layernas_tf.search.harness import RunResult, paired_differences, run_searcher, summarize
 from layernas_tf.search.problem import InfeasibleTargetError
 from layernas_tf.search.tables import TableError, describe, load_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, "Path to a benchmark table (NAS-Bench-Macro or Channel-Bench-Macro JSON format).")
+flags.DEFINE_string("objective", None, "Instead of --table: MODULE:NAME of an objective with mean(encoding, cost) and "
+                    "sample(encoding, cost, rng), over --search_space (costs: analytic MAdds).")
+flags.DEFINE_string("search_space", None, "With --objective: the space (default: the objective's search_space).")
+flags.DEFINE_integer("input_size", 0, "With --objective: input size (0: the objective's, else the space's).",
+                     lower_bound=0)
+flags.DEFINE_integer("num_classes", 0, "With --objective: classes (0: the objective's, else the space's).",
+                     lower_bound=0)
 flags.DEFINE_list("algorithms", list(ALGORITHMS), f"Algorithms to run; allowed: {', '.join(ALGORITHMS)}.")
 flags.DEFINE_integer("runs", 100, "Runs per algorithm and budget (seeds 0..runs-1).", lower_bound=1)
 flags.DEFINE_float("flops_fraction", 0.5, "Cost target: FLOPs at most this fraction of the largest model's.")
@@ -61,11 +73,26 @@ def _check_fraction(value):
 
 
 Job = Tuple[str, str, Tuple[Tuple[str, object], ...], int]  # (label, algorithm, settings, seed)
+# What a run searches: a table's path, or ("objective", MODULE:NAME, space, input size, classes).
+Source = Union[str, Tuple[str, str, str, int, int]]
 
 
-def _run_job(job: Job, table_path: str, flops_fraction: float, budgets: List[int], parallel: int = 1) -> List[RunResult]:
+def load_benchmark(source: Source):
+    """The table or objective benchmark of `source` (cached per process)."""
+    key = source if isinstance(source, str) else tuple(source)
+    if key not in _TABLES:
+        if isinstance(source, str):
+            _TABLES[key] = load_table(source)
+        else:
+            from layernas_tf.benchmarks.objectives import objective_benchmark
+
+            _TABLES[key] = objective_benchmark(*source[1:])
+    return _TABLES[key]
+
+
+def _run_job(job: Job, table_path: Source, flops_fraction: float, budgets: List[int], parallel: int = 1) -> List[RunResult]:
     label, algorithm, settings, seed = job
-    table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
+    table = load_benchmark(table_path)
     problem = table.problem(flops_fraction)
     factory = functools.partial(_make, algorithm, dict(settings))
     start = time.perf_counter()
@@ -89,9 +116,11 @@ def label_for(algorithm: str, settings: dict) -> str:
     return f"{algorithm}[{','.join(f'{k}={v}' for k, v in settings.items())}]"
 
 
-def run_jobs(table_path: str, flops_fraction: float, budgets: List[int], jobs: List[Job],
-             workers: int, parallel: int = 1) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, float], float]:
-    """Run `jobs` over `workers` processes; returns (summary by label, CPU seconds by label, wall seconds)."""
+def run_jobs(table_path: Source, flops_fraction: float, budgets: List[int], jobs: List[Job],
+             workers: int, parallel: int = 1, runs: Optional[List[RunResult]] = None
+             ) -> Tuple[Dict[str, Dict[int, dict]], Dict[str, float], float]:
+    """Run `jobs` over `workers` processes; returns (summary by label, CPU seconds by label, wall seconds).
+    Every run's result is appended to `runs` when given."""
     start = time.perf_counter()
     worker = functools.partial(_run_job, table_path=table_path, flops_fraction=flops_fraction, budgets=budgets,
                                parallel=parallel)
@@ -104,37 +133,50 @@ def run_jobs(table_path: str, flops_fraction: float, budgets: List[int], jobs: L
             seconds[label] = seconds.get(label, 0.0) + job_results[-1].seconds
             if (i + 1) % max(1, len(jobs) // 10) == 0:
                 logging.info("%d/%d runs done (%.0f s)", i + 1, len(jobs), time.perf_counter() - start)
+    if runs is not None:
+        runs.extend(results)
     return summarize(results), seconds, time.perf_counter() - start
 
 
-def load_problem(table_path: str, flops_fraction: float):
-    """(table, problem) or app.UsageError with the loader's message."""
+def load_problem(table_path: Source, flops_fraction: float):
+    """(benchmark, problem) or app.UsageError with the loader's message."""
+    from layernas_tf.benchmarks.objectives import ObjectiveError
+
     try:
-        table = load_table(table_path)
+        table = load_benchmark(table_path)
         return table, table.problem(flops_fraction)
-    except (TableError, InfeasibleTargetError) as e:
+    except InfeasibleTargetError as e:
+        raise app.UsageError(f"--flops_fraction={flops_fraction:g}: {e}")
+    except (TableError, ObjectiveError) as e:
         raise app.UsageError(str(e))
+
+
+def metric_of(summary: dict) -> str:
+    """'mean_regret' where every cell has one (tables), else 'mean_score' (objectives)."""
+    cells = [c for by_budget in summary.values() for c in by_budget.values()]
+    return "mean_regret" if all(c["mean_regret"] is not None for c in cells) else "mean_score"
 
 
 def markdown_table(summary: dict, budgets: List[int]) -> str:
     lines = ["| algorithm | " + " | ".join(f"{b} queries" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
+    metric = metric_of(summary)
     for algorithm, by_budget in summary.items():
         best_cells = []
         for b in budgets:
             s = by_budget[b]
-            best_cells.append(f"{s['mean_regret']:.3f} [{s['q25']:.2f}, {s['q75']:.2f}] ({s['mean_queries']:.0f}; "
+            best_cells.append(f"{s[metric]:.3f} [{s['q25']:.2f}, {s['q75']:.2f}] ({s['mean_queries']:.0f}; "
                               f"{s['mean_wall_units']:.0f} units)")
         lines.append(f"| {algorithm} | " + " | ".join(best_cells) + " |")
     return "\n".join(lines)
 
 
-def regret_at_time(by_budget: Dict[int, dict], units: float):
-    """Mean regret an algorithm has reached after `units` of simulated time: interpolated between its
-    checkpoints in log time, its last value after its last checkpoint, None before its first."""
+def regret_at_time(by_budget: Dict[int, dict], units: float, metric: str = "mean_regret"):
+    """Mean regret (or `metric`) an algorithm has reached after `units` of simulated time: interpolated
+    between its checkpoints in log time, its last value after its last checkpoint, None before its first."""
     import math
 
-    points = sorted((v["mean_wall_units"], v["mean_regret"]) for v in by_budget.values())
+    points = sorted((v["mean_wall_units"], v[metric]) for v in by_budget.values())
     if units < points[0][0] * (1 - 1e-9):
         return None
     for (t0, r0), (t1, r1) in zip(points, points[1:]):
@@ -149,9 +191,11 @@ def regret_at_time(by_budget: Dict[int, dict], units: float):
 def equal_time_table(summary: dict, reference: str, budgets: List[int]) -> Tuple[str, dict]:
     """Every algorithm's regret at the simulated times `reference` needs for each budget (markdown, data)."""
     data = {}
+    metric = metric_of(summary)
+    best = min if metric == "mean_regret" else max
     for b in budgets:
         units = summary[reference][b]["mean_wall_units"]
-        data[b] = {"units": units, "regret": {a: regret_at_time(by, units) for a, by in summary.items()}}
+        data[b] = {"units": units, "regret": {a: regret_at_time(by, units, metric) for a, by in summary.items()}}
     lines = [f"| algorithm | " + " | ".join(f"{data[b]['units']:.0f} units ({reference} @{b})" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     for algorithm in summary:
@@ -160,30 +204,42 @@ def equal_time_table(summary: dict, reference: str, budgets: List[int]) -> Tuple
             values = {a: r for a, r in data[b]["regret"].items() if r is not None}
             r = data[b]["regret"][algorithm]
             cell = "n/a" if r is None else f"{r:.3f}"
-            cells.append(f"**{cell}**" if r is not None and r == min(values.values()) else cell)
+            cells.append(f"**{cell}**" if r is not None and r == best(values.values()) else cell)
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
     return "\n".join(lines), {str(b): v for b, v in data.items()}
 
 
+def paired_table(diffs: Dict[str, Dict[str, dict]], budgets: List[int]) -> str:
+    """Markdown: one row per algorithm, its paired score difference ± standard error per budget."""
+    lines = ["| algorithm | " + " | ".join(f"{b} queries" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for algorithm, by_budget in diffs.items():
+        cells = [f"{by_budget[str(b)]['score_diff']:+.3f} ± {by_budget[str(b)]['se']:.3f}" if str(b) in by_budget
+                 else "n/a" for b in budgets]
+        lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(summary: dict, title: str, path: pathlib.Path, x: str = "mean_queries") -> None:
-    """Mean regret (25-75% band) against mean queries, or against `x` (e.g. 'mean_wall_units')."""
+    """Mean regret, or mean score for objectives (25-75% band), against mean queries, or against `x`
+    (e.g. 'mean_wall_units')."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    metric = metric_of(summary)
     for algorithm, by_budget in summary.items():
         budgets = sorted(by_budget)
         xs = [by_budget[b][x] for b in budgets]
-        y = [by_budget[b]["mean_regret"] for b in budgets]
+        y = [by_budget[b][metric] for b in budgets]
         style = dict(linewidth=2.5, zorder=5) if algorithm.startswith("layernas") else dict(linewidth=1.2)
         line, = ax.plot(xs, y, marker="o", markersize=3, label=algorithm, **style)
         ax.fill_between(xs, [by_budget[b]["q25"] for b in budgets], [by_budget[b]["q75"] for b in budgets],
                         color=line.get_color(), alpha=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("queries" if x == "mean_queries" else "simulated time (median model = 1 unit)")
-    ax.set_ylabel("regret (mean accuracy points)")
+    ax.set_ylabel("regret (mean accuracy points)" if metric == "mean_regret" else "mean score of the returned model")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -192,17 +248,39 @@ def plot(summary: dict, title: str, path: pathlib.Path, x: str = "mean_queries")
     plt.close(fig)
 
 
-def main(argv):
-    del argv
-    if not FLAGS.table:
-        raise app.UsageError("--table is required: the path of a NAS-Bench-Macro or Channel-Bench-Macro JSON file")
-    budgets = sorted(int(b) for b in FLAGS.budgets)
-    table, problem = load_problem(FLAGS.table, FLAGS.flops_fraction)
+def source_from_flags() -> Source:
+    """The table path, or the objective source, that the flags name (UsageError unless exactly one)."""
+    if bool(FLAGS.table) == bool(FLAGS.objective):
+        raise app.UsageError("pass exactly one of --table (the path of a NAS-Bench-Macro or Channel-Bench-Macro JSON "
+                             "file) and --objective (MODULE:NAME)")
+    if FLAGS.table:
+        return FLAGS.table
+    return ("objective", FLAGS.objective, FLAGS.search_space or "", FLAGS.input_size, FLAGS.num_classes)
+
+
+def describe_source(table, problem, fraction: float) -> dict:
+    """What results.json records of the benchmark (and logs it)."""
+    oracle, oracle_acc = table.oracle(problem)
+    if oracle is None:
+        logging.info("objective %s over %s @%d: target MAdds <= %.0f (%.0f%% of the costliest candidate's %.0f)",
+                     table.name, table.space.name, table.input_size, problem.max_cost, 100 * fraction, table.max_cost)
+        return {"objective": table.name, "search_space": table.space.name, "input_size": table.input_size,
+                "num_classes": table.num_classes, "flops_fraction": fraction, "target_flops": problem.max_cost,
+                "max_flops": table.max_cost}
     for line in describe(table):
         logging.info(line)
-    oracle, oracle_acc = table.oracle(problem)
-    logging.info("target FLOPs <= %.0f (%.0f%% of max); oracle %s at %.3f", problem.max_cost,
-                 100 * FLAGS.flops_fraction, table.key(oracle), oracle_acc)
+    logging.info("target FLOPs <= %.0f (%.0f%% of max); oracle %s at %.3f", problem.max_cost, 100 * fraction,
+                 table.key(oracle), oracle_acc)
+    return {"table": table.path, "format": table.format, "flops_fraction": fraction, "target_flops": problem.max_cost,
+            "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc}
+
+
+def main(argv):
+    del argv
+    source = source_from_flags()
+    budgets = sorted(int(b) for b in FLAGS.budgets)
+    table, problem = load_problem(source, FLAGS.flops_fraction)
+    described = describe_source(table, problem, FLAGS.flops_fraction)
     layernas_settings = parse_settings("layernas", FLAGS.layernas_settings)
     try:  # values the searcher refuses (e.g. fill=middle) are flag errors, before any run starts
         make_searcher("layernas", problem, budgets[-1], 0, **layernas_settings)
@@ -213,25 +291,34 @@ def main(argv):
         settings = layernas_settings if algorithm == "layernas" else {}
         labels.append(label_for(algorithm, settings))
         jobs += [(labels[-1], algorithm, tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
-    summary, seconds, wall = run_jobs(FLAGS.table, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers, FLAGS.parallel)
+    runs: List[RunResult] = []
+    summary, seconds, wall = run_jobs(source, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers, FLAGS.parallel,
+                                      runs=runs)
     summary = {label: summary[label] for label in labels}
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
+    reference = next((label for label in labels if label.startswith("layernas")), None)
     payload = {
-        "table": FLAGS.table, "format": table.format, "flops_fraction": FLAGS.flops_fraction,
-        "target_flops": problem.max_cost, "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc,
+        **described,
         "runs": FLAGS.runs, "budgets": budgets, "workers": FLAGS.workers, "parallel": FLAGS.parallel,
         "wall_seconds": wall,
         "cpu_seconds_per_run": {label: seconds[label] / FLAGS.runs for label in labels},
         "results": {label: {str(b): v for b, v in by_budget.items()} for label, by_budget in summary.items()},
     }
-    title = (f"{pathlib.Path(FLAGS.table).name}: FLOPs <= {FLAGS.flops_fraction:g} x max, "
-             f"{FLAGS.runs} runs, noisy queries")
-    md = f"{title}\n\nmean regret [25%, 75%] (mean queries used; mean simulated time)\n\n" + markdown_table(summary, budgets)
-    reference = next((label for label in labels if label.startswith("layernas")), None)
+    if reference is not None:
+        payload["paired"] = {"reference": reference, "score_diff_of": {
+            a: {str(b): v for b, v in by.items()} for a, by in paired_differences(runs, reference).items()}}
+    name = pathlib.Path(FLAGS.table).name if FLAGS.table else f"{table.name} (surrogate or user objective)"
+    title = f"{name}: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs, noisy queries"
+    measure = "mean regret" if metric_of(summary) == "mean_regret" else "mean score"
+    md = (f"{title}\n\n{measure} [25%, 75%] (mean queries used; mean simulated time)\n\n"
+          + markdown_table(summary, budgets))
+    if reference is not None and "paired" in payload:
+        md += (f"\n\npaired difference of mean score from {reference} (other minus {reference}; ± standard error, "
+               "same seeds and query noise)\n\n" + paired_table(payload["paired"]["score_diff_of"], budgets))
     if reference is not None and len(labels) > 1:
         equal_md, payload["at_equal_time"] = equal_time_table(summary, reference, budgets)
-        md += (f"\n\nmean regret at the simulated time {reference} needs for each budget ({FLAGS.parallel} "
+        md += (f"\n\n{measure} at the simulated time {reference} needs for each budget ({FLAGS.parallel} "
                f"simulated workers; n/a: not one checkpoint reached by then)\n\n" + equal_md)
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     (out / "results.md").write_text(md + "\n")

@@ -66,6 +66,18 @@ class Table:
         """One noisy evaluation: a randomly chosen seed's accuracy."""
         return rng.choice(self.seed_accuracies[encoding])
 
+    def mean_score(self, encoding: Encoding) -> float:
+        """What a returned architecture is worth: its mean accuracy over seeds."""
+        return self.mean_accuracy[encoding]
+
+    def worst_score(self, problem: Problem) -> float:
+        """The score of a run that returns nothing feasible: the worst feasible mean accuracy."""
+        return min(a for e, a in self.mean_accuracy.items() if problem.feasible(e))
+
+    def unit_cost(self, problem: Problem) -> float:
+        """One unit of simulated time: the median cost of the table's models."""
+        return statistics.median(problem.cost_of(e) for e in self.mean_accuracy)
+
 
 def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
