@@ -17,6 +17,7 @@ setup(
         "ai-edge-litert>=2.0,<3",
         "absl-py>=1.4,<3",
         "numpy>=1.26,<3",
+        "threadpoolctl>=3.1,<4",
         "matplotlib>=3.8,<4",
         "scikit-learn>=1.4,<2",
         "tqdm>=4.66,<5",

@@ -101,3 +101,33 @@ def test_replay_of_a_batched_run_that_ends_in_the_sweep():
     rebuilt = LayerNAS(problem, budget=7, seed=0)
     rebuilt.replay(original.trials)
     assert rebuilt.best().encoding == original.best().encoding
+
+
+@pytest.mark.parametrize("seed, radius", [(0, 2), (1, 2), (2, 1)])
+def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_would(seed, radius):
+    # A width search whose cost multiplies adjacent widths (not additive), target near the middle.
+    rng = random.Random(seed)
+    options = (4, 6, 5, 6, 3, 6)
+    costs = [rng.uniform(0.5, 2.0) for _ in options]
+
+    def cost(e):
+        widths = [2] + [o + 1 for o in e]
+        return sum(c * a * b for c, a, b in zip(costs, widths, widths[1:]))
+
+    problem = Problem(options, cost, max_cost=0.5 * cost(tuple(n - 1 for n in options)))
+    searcher = LayerNAS(problem, budget=80, seed=seed, refine_radius=radius)
+    checked = 0
+    while not searcher.done and len(searcher.trials) < 80:
+        for handout in searcher.ask(1):
+            if searcher.phase == "refine":
+                model = searcher._fitted_model(searcher.model_fraction)
+                for base in list(searcher.rewards)[:5]:
+                    def valid(c):
+                        return c not in searcher.rewards and c not in searcher.pending and problem.feasible(c)
+                    every = {c: model.predict(c) for c in searcher._neighbours(base) if valid(c)}
+                    expected = min(every, key=lambda c: (-every[c], c), default=None)
+                    found = searcher._best_neighbour(base, model, valid)
+                    assert (found and found[1]) == expected
+                    checked += 1
+            searcher.tell(handout, sum(handout) + rng.gauss(0, 0.5))
+    assert checked > 20

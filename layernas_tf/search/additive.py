@@ -2,32 +2,28 @@
 
 LayerNAS rests on the assumption that layers contribute (nearly) independently; this model is that
 assumption made explicit. Fitted on every evaluation so far, it pools the noise of single noisy
-evaluations, which a bucket's one-sample comparison cannot. Pure Python (P = sum of options is small).
+evaluations, which a bucket's one-sample comparison cannot. No TensorFlow: the normal equations
+(P x P, P = sum of options, under 200 here) are solved with numpy on one BLAS thread (a system this
+small gains nothing from threads, and on busy cores spinning BLAS threads made each solve ~50x slower).
 """
 
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import numpy as np
 
-def _solve(matrix: List[List[float]], vector: List[float]) -> List[float]:
-    """Solve a symmetric positive-definite system by Gaussian elimination with partial pivoting."""
-    n = len(vector)
-    a = [row[:] + [vector[i]] for i, row in enumerate(matrix)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
-        a[col], a[pivot] = a[pivot], a[col]
-        p = a[col][col]
-        for r in range(col + 1, n):
-            f = a[r][col] / p
-            if f:
-                row_r, row_c = a[r], a[col]
-                for c in range(col, n + 1):
-                    row_r[c] -= f * row_c[c]
-    x = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        x[r] = (a[r][n] - sum(a[r][c] * x[c] for c in range(r + 1, n))) / a[r][r]
-    return x
+_THREADPOOLS = None
+
+
+def _one_blas_thread():
+    """A context that limits BLAS to one thread (the controller is built once: it inspects the process)."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
 class AdditiveModel:
@@ -50,30 +46,24 @@ class AdditiveModel:
         self.mean = 0.0
         self.effects: List[List[float]] = [[0.0] * n for n in self.num_options]
 
-    def _features(self, encoding: Sequence[int]) -> List[int]:
-        return [self.offsets[i] + o for i, o in enumerate(encoding)]
-
     def fit(self, observations: Sequence[Tuple[Sequence[int], float]]) -> "AdditiveModel":
         """Fit on (encoding, reward) pairs (rewards centred on their mean); returns self."""
         self.count = len(observations)
         if not observations:
             self.mean, self.effects = 0.0, [[0.0] * n for n in self.num_options]
             return self
-        self.mean = sum(r for _, r in observations) / self.count
+        rewards = np.array([r for _, r in observations], dtype=np.float64)
+        self.mean = float(rewards.mean())
+        features = np.array([e for e, _ in observations], dtype=np.int64) + np.array(self.offsets, dtype=np.int64)
         size = self.size
-        xtx = [[0.0] * size for _ in range(size)]
-        xty = [0.0] * size
-        for encoding, reward in observations:
-            feats = self._features(encoding)
-            centred = reward - self.mean
-            for a in feats:
-                xty[a] += centred
-                row = xtx[a]
-                for b in feats:
-                    row[b] += 1.0
-        for d in range(size):
-            xtx[d][d] += self.ridge
-        weights = _solve(xtx, xty)
+        # One-hot features: the Gram matrix counts co-occurring options, X^T y sums rewards per option.
+        pairs = (features[:, :, None] * size + features[:, None, :]).ravel()
+        gram = np.bincount(pairs, minlength=size * size).reshape(size, size).astype(np.float64)
+        gram[np.diag_indices(size)] += self.ridge
+        centred = np.repeat(rewards - self.mean, features.shape[1])
+        moments = np.bincount(features.ravel(), weights=centred, minlength=size)
+        with _one_blas_thread():
+            weights = np.linalg.solve(gram, moments).tolist()
         self.effects = [weights[off:off + n] for off, n in zip(self.offsets, self.num_options)]
         return self
 

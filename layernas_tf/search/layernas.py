@@ -17,6 +17,7 @@ Pure Python: no TensorFlow.
 
 from __future__ import annotations
 
+import heapq
 from typing import Dict, List, Optional, Sequence
 
 from layernas_tf.search.additive import AdditiveModel
@@ -225,8 +226,8 @@ class LayerNAS(Searcher):
         seen.discard(base)
         return list(seen)
 
-    def _refine_candidates(self, batch: Sequence[Encoding] = ()) -> List[Encoding]:
-        """Unevaluated feasible neighbours of the best candidates, best predicted first.
+    def _best_refinement(self, batch: Sequence[Encoding] = ()) -> Optional[Encoding]:
+        """The best-predicted unevaluated feasible neighbour of the best candidates (ties: smallest encoding).
 
         Neighbours differ in up to `refine_radius` layers: two-layer moves can trade cost between
         layers, which one-layer moves at the target boundary cannot. The neighbourhoods of the
@@ -240,16 +241,97 @@ class LayerNAS(Searcher):
         # explores around what is still running, as a sequential search would once it came back.
         running = set(self.pending) | set(batch)
         scores.update({e: model.predict(e) for e in running if e not in scores and self.problem.feasible(e)})
-        proposals, bases = set(), 0
+
+        def valid(c):
+            return c not in self.rewards and c not in running and self.problem.feasible(c)
+
+        best, bases = None, 0
         for base in sorted(scores, key=lambda c: (-scores[c], c)):
-            found = [c for c in self._neighbours(base)
-                     if c not in self.rewards and c not in running and self.problem.feasible(c)]
-            proposals.update(found)
-            bases += bool(found)
+            found = self._best_neighbour(base, model, valid)
+            if found is None:
+                continue
+            bases += 1
+            if best is None or (-found[0], found[1]) < (-best[0], best[1]):
+                best = found
             if bases >= self.top_for_refine:
                 break
-        predicted = {c: model.predict(c) for c in proposals}
-        return sorted(predicted, key=lambda c: (-predicted[c], c))
+        return None if best is None else best[1]
+
+    def _best_neighbour(self, base: Encoding, model: AdditiveModel, valid) -> Optional[tuple]:
+        """(predicted reward, encoding) of the best-predicted `valid` neighbour of `base`, or None.
+
+        With the additive model a neighbour's prediction is the base's plus the effect changes of
+        its moved layers, so neighbours are visited best-first (by the sum of their effect changes)
+        and the search stops once no unvisited one can reach the best valid prediction found: the
+        answer of scoring every neighbour, at a small share of the cost. Pairs that cannot meet the
+        target are never visited: a move that alone exceeds it, with a move that does not lower the
+        cost (the problem's assumption that an option's cost rank does not depend on other layers).
+        """
+        if self.refine_radius > 2:
+            found = [c for c in self._neighbours(base) if valid(c)]
+            predicted = {c: model.predict(c) for c in found}
+            top = min(predicted, key=lambda c: (-predicted[c], c), default=None)
+            return None if top is None else (predicted[top], top)
+        effects, problem = model.effects, self.problem
+        base_cost = problem.cost_of(base)
+        moves = []  # (effect change, layer, option, cost change, alone over the target)
+        for layer, n in enumerate(problem.num_options):
+            for option in range(n):
+                if option != base[layer]:
+                    moved = base[:layer] + (option,) + base[layer + 1:]
+                    cost = problem.cost_of(moved)
+                    moves.append((effects[layer][option] - effects[layer][base[layer]], layer, option,
+                                  cost - base_cost, cost > problem.max_cost))
+        moves.sort(key=lambda m: -m[0])
+        prune = problem.min_cost <= 0  # with a lower bound too, visit every pair
+        alone = [m for m in moves if not (prune and m[4])]
+        lowering = [m for m in moves if m[3] < 0] if prune else moves
+        raising = [m for m in moves if m[3] >= 0 and not m[4]] if prune else []
+        # Streams of neighbours, each best-first over sorted lists: one move; a move with a lowering
+        # one; two raising moves that each stay within the target alone.
+        streams = [(alone, None), (moves, lowering)] if self.refine_radius >= 2 else [(alone, None)]
+        if self.refine_radius >= 2 and raising:
+            streams.append((raising, raising))
+        base_prediction = model.predict(base)
+        margin = 1e-9 * (1.0 + abs(base_prediction))  # the bound and the prediction differ by rounding only
+        heap, pushed = [], set()
+
+        def push(stream, i, j):
+            first, second = streams[stream]
+            if i >= len(first) or (second is not None and j >= len(second)) or (stream, i, j) in pushed:
+                return
+            if second is first and j <= i:
+                return
+            pushed.add((stream, i, j))
+            bound = base_prediction + first[i][0] + (second[j][0] if second is not None else 0.0)
+            heapq.heappush(heap, (-bound, stream, i, j))
+
+        for stream, (first, second) in enumerate(streams):
+            push(stream, 0, -1 if second is None else (1 if second is first else 0))
+        best = None
+        while heap:
+            negative_bound, stream, i, j = heapq.heappop(heap)
+            if best is not None and -negative_bound < best[0] - margin:
+                break
+            first, second = streams[stream]
+            if second is None:
+                push(stream, i + 1, -1)
+            else:
+                push(stream, i, j + 1)
+                push(stream, i + 1, j)
+            candidate = list(base)
+            candidate[first[i][1]] = first[i][2]
+            if second is not None:
+                if second[j][1] == first[i][1]:
+                    continue  # two options of one layer: not a neighbour
+                candidate[second[j][1]] = second[j][2]
+            candidate = tuple(candidate)
+            if not valid(candidate):
+                continue
+            prediction = model.predict(candidate)
+            if best is None or (-prediction, candidate) < (-best[0], best[1]):
+                best = (prediction, candidate)
+        return best
 
     # -- ask / tell hooks ---------------------------------------------------------------------
     def _feasible_fallback(self) -> Optional[Encoding]:
@@ -288,10 +370,10 @@ class LayerNAS(Searcher):
             # predicted reward. So ask(n) equals n asks of one, and replay (one ask at a time) rebuilds
             # any batched run exactly. The model is fitted once per told result, not per pick.
             while len(out) < n:
-                candidates = self._refine_candidates(out)
-                if not candidates:
+                candidate = self._best_refinement(out)
+                if candidate is None:
                     break
-                out.append(candidates[0])
+                out.append(candidate)
             if not out and not self.pending:
                 self.phase = "finished"
             return out
