@@ -169,6 +169,11 @@ class CostFunction:
             self.space, self.input_size, self.num_classes,
             lambda arch: [getattr(c, self.metric) for c in part_costs(arch)], self.exact))
 
+    @property
+    def pairwise(self) -> bool:
+        """True when the cost is a sum of per-layer terms on a layer's and its predecessor's options."""
+        return self.terms is not None
+
     def exact(self, encoding: Tuple[int, ...]) -> int:
         """The cost from the resolved architecture (what `__call__` returns, more slowly)."""
         arch = self.space.resolve_unchecked(tuple(encoding), self.input_size, self.num_classes)

@@ -294,6 +294,11 @@ class TableLatency:
             return self._terms(encoding)
         return self._resolved_parts_ms(encoding)
 
+    @property
+    def pairwise(self) -> bool:
+        """True when predictions are a sum of per-layer lookups on a layer's and its predecessor's options."""
+        return self._terms is not None
+
     def __call__(self, encoding: Sequence[int]) -> float:
         return self.intercept_ms + self.scale * self.parts_ms(encoding)
 

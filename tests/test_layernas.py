@@ -103,18 +103,29 @@ def test_replay_of_a_batched_run_that_ends_in_the_sweep():
     assert rebuilt.best().encoding == original.best().encoding
 
 
-@pytest.mark.parametrize("seed, radius", [(0, 2), (1, 2), (2, 1)])
-def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_would(seed, radius):
-    # A width search whose cost multiplies adjacent widths (not additive), target near the middle.
+class RandomPairwiseCost:
+    """A cost made of seeded random terms on each layer's option and its predecessor's: two moves on
+    adjacent layers can each exceed a target alone and meet it together."""
+
+    def __init__(self, options, seed, pairwise):
+        rng = random.Random(seed)
+        self.first = [rng.uniform(0, 4) for _ in range(options[0])]
+        self.terms = [[[rng.uniform(0, 4) for _ in range(b)] for _ in range(a)] for a, b in zip(options, options[1:])]
+        self.pairwise = pairwise
+
+    def __call__(self, e):
+        return self.first[e[0]] + sum(t[a][b] for t, a, b in zip(self.terms, e, e[1:]))
+
+
+@pytest.mark.parametrize("seed, radius, pairwise", [(0, 2, True), (1, 2, True), (3, 2, False), (2, 1, True)])
+def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_would(seed, radius, pairwise):
+    # With `pairwise`, refinement may skip non-adjacent pairs that cannot meet the target unvisited.
     rng = random.Random(seed)
     options = (4, 6, 5, 6, 3, 6)
-    costs = [rng.uniform(0.5, 2.0) for _ in options]
-
-    def cost(e):
-        widths = [2] + [o + 1 for o in e]
-        return sum(c * a * b for c, a, b in zip(costs, widths, widths[1:]))
-
-    problem = Problem(options, cost, max_cost=0.5 * cost(tuple(n - 1 for n in options)))
+    cost = RandomPairwiseCost(options, seed, pairwise)
+    problem = Problem(options, cost, max_cost=sorted(cost(tuple(rng.randrange(n) for n in options))
+                                                     for _ in range(200))[100])
+    assert problem.pairwise_cost is pairwise
     searcher = LayerNAS(problem, budget=80, seed=seed, refine_radius=radius)
     checked = 0
     while not searcher.done and len(searcher.trials) < 80:

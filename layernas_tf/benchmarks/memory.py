@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json
 import pathlib
+import shutil
 import time
 
 from absl import app, flags
@@ -61,6 +62,7 @@ def main(argv):
     target = api.Target("madds", float(candidate_costs(space, space.default, space.input_size, data.num_classes).madds))
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "search", ignore_errors=True)  # a fresh search each run, never a resumed one
     rows = []
     start = time.perf_counter()
     print(f"{'trial':>6} {'rss_mb':>9} {'seconds':>8}")

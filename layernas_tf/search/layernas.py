@@ -263,9 +263,11 @@ class LayerNAS(Searcher):
         With the additive model a neighbour's prediction is the base's plus the effect changes of
         its moved layers, so neighbours are visited best-first (by the sum of their effect changes)
         and the search stops once no unvisited one can reach the best valid prediction found: the
-        answer of scoring every neighbour, at a small share of the cost. Pairs that cannot meet the
-        target are never visited: a move that alone exceeds it, with a move that does not lower the
-        cost (the problem's assumption that an option's cost rank does not depend on other layers).
+        answer of scoring every neighbour, at a small share of the cost. Neighbours that cannot meet
+        the target are skipped unvisited only where that is certain: a move that alone exceeds it;
+        and, when the problem's cost is pairwise (`Problem.pairwise_cost`, where moves on layers two
+        or more apart change the cost by the sum of their own changes), such a move with a move on a
+        non-adjacent layer that does not lower the cost.
         """
         if self.refine_radius > 2:
             found = [c for c in self._neighbours(base) if valid(c)]
@@ -283,48 +285,62 @@ class LayerNAS(Searcher):
                     moves.append((effects[layer][option] - effects[layer][base[layer]], layer, option,
                                   cost - base_cost, cost > problem.max_cost))
         moves.sort(key=lambda m: -m[0])
-        prune = problem.min_cost <= 0  # with a lower bound too, visit every pair
-        alone = [m for m in moves if not (prune and m[4])]
-        lowering = [m for m in moves if m[3] < 0] if prune else moves
-        raising = [m for m in moves if m[3] >= 0 and not m[4]] if prune else []
-        # Streams of neighbours, each best-first over sorted lists: one move; a move with a lowering
-        # one; two raising moves that each stay within the target alone.
-        streams = [(alone, None), (moves, lowering)] if self.refine_radius >= 2 else [(alone, None)]
-        if self.refine_radius >= 2 and raising:
-            streams.append((raising, raising))
+        # Streams, each sorted best-first: ("one", moves) single moves; ("sym", moves) pairs i < j of
+        # one list; ("product", first, second) pairs across two lists; ("flat", pairs) listed pairs.
+        streams: list = [("one", [m for m in moves if not m[4]])]
+        if self.refine_radius >= 2:
+            if problem.pairwise_cost:
+                lowering = [m for m in moves if m[3] < 0]
+                raising = [m for m in moves if m[3] >= 0 and not m[4]]
+                # Pairs without a lowering move that have a move over the target alone: only those on
+                # adjacent layers can meet it (their cost terms share a layer).
+                adjacent = sorted(((a[0] + b[0], a, b) for a in moves for b in moves
+                                   if abs(a[1] - b[1]) == 1 and a[1] < b[1] and a[3] >= 0 and b[3] >= 0
+                                   and (a[4] or b[4])), key=lambda t: -t[0])
+                streams += [("product", moves, lowering), ("sym", raising), ("flat", adjacent)]
+            else:
+                streams.append(("sym", moves))
         base_prediction = model.predict(base)
         margin = 1e-9 * (1.0 + abs(base_prediction))  # the bound and the prediction differ by rounding only
         heap, pushed = [], set()
 
-        def push(stream, i, j):
-            first, second = streams[stream]
-            if i >= len(first) or (second is not None and j >= len(second)) or (stream, i, j) in pushed:
-                return
-            if second is first and j <= i:
-                return
-            pushed.add((stream, i, j))
-            bound = base_prediction + first[i][0] + (second[j][0] if second is not None else 0.0)
-            heapq.heappush(heap, (-bound, stream, i, j))
+        def pair_at(stream, i, j):
+            """The moves of item (i, j) of `stream`, or None past its end."""
+            kind, first, second = (streams[stream] + (None,))[:3]
+            if kind in ("one", "flat"):
+                if i >= len(first):
+                    return None
+                return (first[i],) if kind == "one" else first[i][1:]
+            if kind == "sym":
+                return (first[i], first[j]) if j < len(first) and i < j else None
+            return (first[i], second[j]) if i < len(first) and j < len(second) else None
 
-        for stream, (first, second) in enumerate(streams):
-            push(stream, 0, -1 if second is None else (1 if second is first else 0))
+        def push(stream, i, j):
+            if (stream, i, j) in pushed:
+                return
+            item = pair_at(stream, i, j)
+            if item is not None:
+                pushed.add((stream, i, j))
+                heapq.heappush(heap, (-(base_prediction + sum(m[0] for m in item)), stream, i, j))
+
+        for stream, spec in enumerate(streams):
+            push(stream, 0, 1 if spec[0] == "sym" else 0)
         best = None
         while heap:
             negative_bound, stream, i, j = heapq.heappop(heap)
             if best is not None and -negative_bound < best[0] - margin:
                 break
-            first, second = streams[stream]
-            if second is None:
-                push(stream, i + 1, -1)
+            if streams[stream][0] in ("one", "flat"):
+                push(stream, i + 1, j)
             else:
                 push(stream, i, j + 1)
                 push(stream, i + 1, j)
+            item = pair_at(stream, i, j)
+            if len(item) == 2 and item[0][1] == item[1][1]:
+                continue  # two options of one layer: not a neighbour
             candidate = list(base)
-            candidate[first[i][1]] = first[i][2]
-            if second is not None:
-                if second[j][1] == first[i][1]:
-                    continue  # two options of one layer: not a neighbour
-                candidate[second[j][1]] = second[j][2]
+            for _, layer, option, _, _ in item:
+                candidate[layer] = option
             candidate = tuple(candidate)
             if not valid(candidate):
                 continue

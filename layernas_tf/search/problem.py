@@ -27,6 +27,11 @@ class Problem:
       max_cost: upper bound of the cost target (inclusive).
       min_cost: optional lower bound of the target (inclusive); 0 for none.
       default: the default candidate (the published network, or any anchor); defaults to all zeros.
+
+    `pairwise_cost` is True when `cost` says (attribute `pairwise`) that it is a sum of terms that
+    each depend on one layer's option and its predecessor's, as the MobileNet spaces' analytic costs
+    and latency tables are: moves on layers two or more apart then change the cost by the sum of
+    their own changes, which lets LayerNAS's refinement skip neighbours that cannot meet the target.
     """
 
     num_options: Tuple[int, ...]
@@ -45,6 +50,7 @@ class Problem:
         if self.min_cost > self.max_cost:
             raise ValueError(f"target lower bound {self.min_cost:g} is above the upper bound {self.max_cost:g}")
         self._cost_cache = {}
+        self.pairwise_cost = bool(getattr(self.cost, "pairwise", False))
         # The cheapest and costliest option of each layer, found around the default.
         self.cheapest = tuple(self._extreme_option(i, min) for i in range(self.num_layers))
         self.costliest = tuple(self._extreme_option(i, max) for i in range(self.num_layers))
