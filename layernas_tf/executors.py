@@ -139,10 +139,11 @@ class _Worker:
         self.trials = 0
 
 
-# Keras and TensorFlow keep part of every trained model's traced functions alive in the process
-# (keras-team/keras#17458, tensorflow/tensorflow#61791); measured here at ~70 MB per trial with
-# clear_session() and gc.collect(). A worker is therefore replaced after this many trials.
-MAX_TRIALS_PER_WORKER = 20
+# A trial frees what it trained (runner.run_trial unregisters the custom gradients that kept every
+# traced graph alive, ~70 MB per trial before). What a long-lived worker still gains is small and
+# slowing (~0.3-0.7 MB per trial over 100 trials, layernas-memory-benchmark); replacing a worker after
+# this many trials bounds it, at the cost of one TensorFlow start per that many trials.
+MAX_TRIALS_PER_WORKER = 200
 
 
 class LocalExecutor(Executor):

@@ -176,6 +176,17 @@ def _compile(spec: TrialSpec, model, train, steps: Optional[int]) -> None:
                         f"got {type(spec.training).__name__}")
 
 
+def _return_freed_heap() -> None:
+    """Hands the heap a trial freed back to the OS (glibc's malloc_trim), so that the process's RSS
+    follows what is alive instead of swinging with the allocator's free lists from trial to trial."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def run_trial(spec: TrialSpec) -> TrialOutcome:
     """Build, compile, train and score `spec`'s candidate. Never raises for a failed trial: the
     error is in the outcome (status 'failed')."""
@@ -219,6 +230,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         # keep every graph alive, see release_custom_gradients), then free the model's cycles now.
         release_custom_gradients(gradients_before)
         gc.collect()
+        _return_freed_heap()
         timings["cleanup"] = time.perf_counter() - start
     del tf
     return outcome

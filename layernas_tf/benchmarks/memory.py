@@ -32,7 +32,7 @@ flags.DEFINE_integer("max_examples", 64, "Cap on examples per split.", lower_bou
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 flags.DEFINE_string("out", "runs/memory_benchmark", "Output folder.")
 flags.DEFINE_enum("executor", "local", ["in_process", "local"], "Where trials run.")
-flags.DEFINE_integer("max_trials_per_worker", 20, "With local: replace the worker after this many trials "
+flags.DEFINE_integer("max_trials_per_worker", 0, "With local: replace the worker after this many trials "
                      "(0: never).", lower_bound=0)
 
 GROWTH_LIMIT_PCT = 10.0
