@@ -1,6 +1,6 @@
 """Run searchers on a benchmark under the noisy-query protocol and score them.
 
-A benchmark is a tabular NAS benchmark (`tables.Table`) or any object with the same four methods
+A benchmark is a tabular NAS benchmark (`tables.Table`) or any object with the same five methods
 (`benchmarks.objectives.ObjectiveBenchmark` wraps a user's objective): `query(encoding, rng)`,
 `mean_score(encoding)`, `oracle(problem)` ((None, None) when the optimum is unknown),
 `worst_score(problem)` and `unit_cost(problem)`.
