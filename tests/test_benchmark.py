@@ -125,8 +125,6 @@ def test_layernas_beats_aware_random_search_and_evolution_on_unseen_tables(tmp_p
 
 @pytest.mark.parametrize("algorithm", ["layernas", "evolution", "random"])
 def test_one_simulated_worker_takes_exactly_the_sum_of_the_query_times(tables, algorithm):
-    from layernas_tf.search.harness import median_cost
-
     table = load_table(str(tables["channel_bench_macro"]))
     problem = table.problem(0.5)
     searchers = []
@@ -136,7 +134,7 @@ def test_one_simulated_worker_takes_exactly_the_sum_of_the_query_times(tables, a
         return searchers[-1]
 
     results = run_searcher(factory, algorithm, table, problem, [30], seed=1, parallel=1)
-    unit = median_cost(table, problem)
+    unit = table.unit_cost(problem)
     expected = sum(problem.cost_of(t.encoding) / unit for t in searchers[-1].trials[:30])
     assert results[0].wall_units == pytest.approx(expected, rel=1e-12)
 

@@ -52,6 +52,13 @@ def load_objective(spec: str):
     return objective
 
 
+def madds_range(space, input_size: int, num_classes: int) -> Tuple[float, float]:
+    """Analytic MAdds of the candidates with every layer at its cheapest and at its costliest option."""
+    unbounded = Problem(space.num_options, cost_function(space, "madds", input_size, num_classes), math.inf,
+                        default=space.default)
+    return unbounded.cost_of(unbounded.cheapest), unbounded.cost_of(unbounded.costliest)
+
+
 class ObjectiveBenchmark:
     """An objective over `space` at `input_size`/`num_classes`, costed by analytic MAdds.
 
@@ -66,8 +73,7 @@ class ObjectiveBenchmark:
         self.input_size, self.num_classes = input_size, num_classes
         self.name = name or type(objective).__name__
         self.cost = cost_function(space, "madds", input_size, num_classes)
-        unbounded = Problem(space.num_options, self.cost, math.inf, default=space.default)
-        self.max_cost = unbounded.cost_of(unbounded.costliest)
+        self.max_cost = madds_range(space, input_size, num_classes)[1]
         self._references: Dict[Tuple[float, float], Tuple[float, float]] = {}
 
     def problem(self, flops_fraction: float) -> Problem:

@@ -44,14 +44,12 @@ class SurrogateObjective:
 
     def _build(self) -> None:
         import searchspaces
-        from layernas_tf.costs import cost_function
-        from layernas_tf.search.problem import Problem
+        from layernas_tf.benchmarks.objectives import madds_range
 
         space = searchspaces.get_space(self.search_space)
-        cost = cost_function(space, "madds", self.input_size, self.num_classes)
-        bounds = Problem(space.num_options, cost, math.inf, default=space.default)
-        self._log_low = math.log(bounds.cost_of(bounds.cheapest))
-        self._log_span = math.log(bounds.cost_of(bounds.costliest)) - self._log_low
+        cheapest, costliest = madds_range(space, self.input_size, self.num_classes)
+        self._log_low = math.log(cheapest)
+        self._log_span = math.log(costliest) - self._log_low
         rng = random.Random(self.seed)
         options = space.num_options
         self.effects: List[List[float]] = [[rng.gauss(0.0, self.effect_sd) for _ in range(n)] for n in options]

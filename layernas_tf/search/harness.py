@@ -48,11 +48,6 @@ class RunResult:
     score: float = 0.0  # mean score of the returned architecture
 
 
-def median_cost(benchmark, problem: Problem) -> float:
-    """One unit of simulated time: the median cost of the benchmark's models."""
-    return benchmark.unit_cost(problem)
-
-
 def query_noise(seed: int, encoding: Sequence[int], repeat: int) -> random.Random:
     """The generator of the `repeat`-th query of `encoding` in run `seed` (paired across algorithms)."""
     return random.Random(f"{seed}:{','.join(map(str, encoding))}:{repeat}")
