@@ -112,7 +112,8 @@ def make_problem(space: SearchSpace, target: Target, input_size: int, num_classe
         cost = latency_fn
     else:
         cost = cost_function(space, target.metric, input_size, num_classes)
-    return Problem(space.num_options, cost, target.max_value, target.min_value, default=space.default)
+    return Problem(space.num_options, cost, target.max_value, target.min_value, default=space.default,
+                   option_attributes=space.option_attributes())
 
 
 def search(space: SearchSpace, train_data, validation_data, target: Target, *, max_trials: int = 24,

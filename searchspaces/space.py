@@ -162,6 +162,19 @@ class SearchSpace:
     def default(self) -> Encoding:
         return tuple(layer.default for layer in self.layers)
 
+    def option_attributes(self) -> Tuple[Tuple[Tuple[Tuple[str, object], ...], ...], ...]:
+        """Per layer, per option: the (attribute, value) pairs that vary among the layer's options, in
+        the order width, kernel, expansion, squeeze-excite, kind. Plain data for the searcher, which
+        may search a layer's attributes as successive steps."""
+        fields = (("width", "filters_multiplier"), ("kernel", "kernel_size"), ("expansion", "expand_ratio"),
+                  ("se", "se"), ("kind", "kind"))
+        out = []
+        for layer in self.layers:
+            varying = [(name, field) for name, field in fields
+                       if len({getattr(o, field) for o in layer.options}) > 1]
+            out.append(tuple(tuple((name, getattr(o, field)) for name, field in varying) for o in layer.options))
+        return tuple(out)
+
     def validate(self, encoding: Sequence[int]) -> Encoding:
         """Return `encoding` as a tuple of ints; raise ValueError naming the bad layer."""
         if isinstance(encoding, str):

@@ -142,3 +142,70 @@ def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_woul
                     checked += 1
             searcher.tell(handout, sum(handout) + rng.gauss(0, 0.5))
     assert checked > 20
+
+
+# Two attributes per layer: option = 2 * width + kernel (widths 0.75/1.25, kernels 3/5).
+ATTRIBUTES = tuple(tuple((("width", w), ("kernel", k)) for w in (0.75, 1.25) for k in (3, 5)) for _ in range(5))
+
+
+def attribute_problem(max_cost, attributes=ATTRIBUTES):
+    return Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), max_cost,
+                   option_attributes=attributes)
+
+
+def test_attribute_steps_vary_one_attribute_of_a_kept_candidate_at_a_time():
+    problem = attribute_problem(100)  # no binding target: one kept candidate per step
+    searcher = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1))
+    assert searcher.plan == [(layer, a) for layer in range(5) for a in ("width", "kernel")]
+    # The root, then one new child per step: 1 + 10 * (2 - 1), against 1 + 5 * 3 over whole layers.
+    assert len(searcher.trials) == 11
+    layers = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1, steps="layers"))
+    assert len(layers.trials) == 16
+    seen = [searcher.trials[0].encoding]
+    for trial in searcher.trials[1:]:
+        # Each child differs from an earlier trial in one attribute of one layer.
+        def moves(a, b):
+            return sum(x != y for i, j in zip(a, b) for x, y in zip(ATTRIBUTES[0][i], ATTRIBUTES[0][j]))
+        assert any(moves(trial.encoding, s) == 1 for s in seen)
+        seen.append(trial.encoding)
+    # Additive rewards without a binding target: coordinate steps find the optimum.
+    assert searcher.best().encoding == exhaustive_optimum(problem)
+
+
+def test_a_step_keeps_children_whose_open_attributes_can_still_meet_the_target():
+    # Layer 0's options cost 1, 2, 3, 4 (width 0.75/k3, 0.75/k5, 1.25/k3, 1.25/k5), the rest 1 each at
+    # their cheapest: a target of 8 leaves width 1.25 completable only with kernel 3 (3 + 4 * 1 <= 8 < 9).
+    problem = attribute_problem(7)
+    searcher = LayerNAS(problem, budget=100, seed=0, refine="none", num_buckets=4)
+    assert searcher.plan[0] == (0, "width")
+    queued = set(searcher.queue)
+    root = problem.default
+    assert queued == {root, (2,) + root[1:]}  # width 1.25 with kernel 3 (option 2) still fits
+
+
+def test_per_step_buckets_spend_the_sweep_budget_the_upfront_plan_leaves():
+    problem = additive_problem(12)
+    upfront = run(LayerNAS(problem, budget=200, seed=0, bucket_plan="upfront"))
+    per_step = run(LayerNAS(problem, budget=200, seed=0))
+    assert set(upfront.bucket_history) == {upfront.num_buckets}
+    assert max(per_step.bucket_history) > upfront.num_buckets
+    assert per_step._sweep_asked <= per_step.sweep_budget == 60
+    assert upfront._sweep_asked < per_step._sweep_asked
+
+
+def test_replay_of_attribute_steps_with_per_step_buckets():
+    problem = attribute_problem(12)
+    original = run(LayerNAS(problem, 60, seed=0), noise=0.3)  # asks 4 at a time
+    state = original.get_state()
+    rebuilt = make_searcher("layernas", problem, state["budget"], state["seed"], **state["settings"])
+    rebuilt.replay_log([HandOut(**h) for h in state["handouts"]])
+    assert [t.encoding for t in rebuilt.trials] == [t.encoding for t in original.trials]
+    assert rebuilt.bucket_history == original.bucket_history
+
+
+def test_option_attributes_must_match_the_options():
+    with pytest.raises(ValueError, match=r"option_attributes has \(4, 4, 4, 4\) options per layer"):
+        attribute_problem(12, ATTRIBUTES[:4])
+    bad = (ATTRIBUTES[0][:3] + ((("width", 0.75),),),) + ATTRIBUTES[1:]
+    with pytest.raises(ValueError, match="option_attributes of layer 0: every option needs the same attribute"):
+        attribute_problem(12, bad)

@@ -74,12 +74,14 @@ class ObjectiveBenchmark:
         self.name = name or type(objective).__name__
         self.cost = cost_function(space, "madds", input_size, num_classes)
         self.max_cost = madds_range(space, input_size, num_classes)[1]
+        self.attributes = space.option_attributes()
         self._references: Dict[Tuple[float, float], Tuple[float, float]] = {}
 
     def problem(self, flops_fraction: float) -> Problem:
         if not 0 < flops_fraction <= 1:
             raise ValueError(f"flops_fraction must be in (0, 1], got {flops_fraction}")
-        return Problem(self.space.num_options, self.cost, flops_fraction * self.max_cost, default=self.space.default)
+        return Problem(self.space.num_options, self.cost, flops_fraction * self.max_cost, default=self.space.default,
+                       option_attributes=self.attributes)
 
     def query(self, encoding: Sequence[int], rng: random.Random) -> float:
         encoding = tuple(encoding)

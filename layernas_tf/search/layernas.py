@@ -29,6 +29,8 @@ SELECTIONS = ("observed", "additive")
 REFINES = ("none", "local")
 ORDERS = ("forward", "backward")
 BUCKET_BYS = ("committed", "total")
+STEPS = ("attributes", "layers")
+BUCKET_PLANS = ("per_step", "upfront")
 
 
 class LayerNAS(Searcher):
@@ -38,8 +40,8 @@ class LayerNAS(Searcher):
       problem: the search problem (options, cost, target).
       budget: at most this many queries.
       seed: seed (LayerNAS is deterministic; the seed breaks no ties but is kept for replay checks).
-      num_buckets: H cost buckets over [cheapest cost, max target]; 0 picks H from the budget (see
-        `buckets_for_budget`).
+      num_buckets: H cost buckets over [cheapest cost, max target]; 0 picks H from the budget
+        (`bucket_plan`).
       per_bucket: K candidates kept per bucket.
       fill: what unsearched layers are set to: 'cheapest' option or the problem's 'default'.
       selection: 'observed' (a candidate's own noisy reward, as in the paper) or 'additive'.
@@ -52,6 +54,13 @@ class LayerNAS(Searcher):
       refine_radius: refinement proposes changes of up to this many layers.
       bucket_by: 'committed' (cost with unsearched layers at their cheapest) or 'total' (the child's cost).
       select_fraction: the better share of evaluations the model for the final pick is fitted on.
+      steps: 'attributes' (a layer whose options have attributes, `Problem.option_attributes`, is
+        searched one attribute at a time: width, then kernel, ...; each step varies one attribute of
+        the kept candidates, so a step has 2-3 children per parent instead of 6-12) or 'layers' (one
+        step per layer, every option).
+      bucket_plan: with num_buckets=0, 'per_step' (H is chosen when a step closes, from the sweep
+        budget left and the children the remaining steps can spawn at most) or 'upfront' (one H for
+        the whole sweep, from its worst case at the start).
     """
 
     name = "layernas"
@@ -61,11 +70,12 @@ class LayerNAS(Searcher):
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
-                 select_fraction: float = 1.0):
+                 select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
-                                     ("bucket_by", bucket_by, BUCKET_BYS)):
+                                     ("bucket_by", bucket_by, BUCKET_BYS), ("steps", steps, STEPS),
+                                     ("bucket_plan", bucket_plan, BUCKET_PLANS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -91,14 +101,30 @@ class LayerNAS(Searcher):
         self.refine_radius = refine_radius
         self.bucket_by = bucket_by
         self.select_fraction = select_fraction
-        sweep_budget = budget if refine == "none" else max(1, int(budget * sweep_share))
-        self.num_buckets = num_buckets or buckets_for_budget(problem.num_options, sweep_budget, per_bucket)
+        self.steps = steps
+        self.bucket_plan = bucket_plan
+        # The sweep's steps: (layer, attribute) with attribute None for a step over all options.
+        self.plan = []
+        for layer in self.order:
+            names = problem.attribute_names(layer) if steps == "attributes" else ()
+            self.plan += [(layer, a) for a in names] if len(names) > 1 else [(layer, None)]
+        self.step_sizes = [self._step_size(step) for step in self.plan]
+        self.sweep_budget = budget if refine == "none" else max(1, int(budget * sweep_share))
+        self.configured_buckets = num_buckets
+        if num_buckets:
+            self.num_buckets = num_buckets
+        elif bucket_plan == "upfront":
+            self.num_buckets = buckets_for_budget(self.step_sizes, self.sweep_budget, per_bucket)
+        else:
+            self.num_buckets = self._buckets_after(-1)
+        self.bucket_history: List[int] = []
+        self._sweep_asked = 0
         self.low_cost = problem.cost_of(problem.cheapest)
         self.model_fraction = model_fraction
         self._models: Dict[tuple, AdditiveModel] = {}
         self.rewards: Dict[Encoding, Optional[float]] = {}
         root = problem.cheapest if fill == "cheapest" else problem.default
-        self.position = 0  # index into self.order of the layer being searched
+        self.position = 0  # index into self.plan of the step being searched
         self.kept: List[Encoding] = [tuple(root)]
         self.queue: List[Encoding] = []
         self.layer_children: List[Encoding] = []
@@ -106,11 +132,13 @@ class LayerNAS(Searcher):
         self._start_layer()
 
     def settings(self) -> dict:
-        return {"num_buckets": self.num_buckets, "per_bucket": self.per_bucket, "fill": self.fill,
+        num_buckets = self.num_buckets if self.bucket_plan == "upfront" else self.configured_buckets
+        return {"num_buckets": num_buckets, "per_bucket": self.per_bucket, "fill": self.fill,
                 "selection": self.selection, "refine": self.refine, "sweep_share": self.sweep_share,
                 "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
-                "bucket_by": self.bucket_by, "select_fraction": self.select_fraction}
+                "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
+                "bucket_plan": self.bucket_plan}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -158,21 +186,68 @@ class LayerNAS(Searcher):
         return self.score(tuple(encoding), self.select_fraction)
 
     # -- the layer sweep ----------------------------------------------------------------------
+    def _step_size(self, step) -> int:
+        """Children per parent of a sweep step: the layer's options, or the values of one attribute."""
+        layer, attribute = step
+        if attribute is None:
+            return self.problem.num_options[layer]
+        return len({dict(o)[attribute] for o in self.problem.option_attributes[layer]})
+
+    def _buckets_after(self, position: int) -> int:
+        """H for the candidates kept when step `position` closes: the most buckets whose worst case
+        (H*K parents, each spawning every child of every later step) fits the sweep budget left."""
+        if self.configured_buckets:
+            return self.configured_buckets
+        if self.bucket_plan == "upfront":
+            return self.num_buckets
+        future = sum(n - 1 for n in self.step_sizes[position + 1:])
+        left = self.sweep_budget - self._sweep_asked if position >= 0 else self.sweep_budget
+        return max(1, min(10_000, left // max(1, self.per_bucket * future))) if future else 1
+
     def _free_layers(self) -> List[int]:
         """Layers not searched yet."""
-        return self.order[self.position + 1:]
+        layer = self.plan[self.position][0]
+        return self.order[self.order.index(layer) + 1:]
+
+    def _open_options(self, encoding: Encoding) -> List[int]:
+        """Options the current step's layer may still take: those that agree with `encoding` on the
+        attributes already searched (the attributes of later steps of this layer are still open)."""
+        layer, attribute = self.plan[self.position]
+        if attribute is None:
+            return [encoding[layer]]
+        names = self.problem.attribute_names(layer)
+        still_open = names[names.index(attribute) + 1:]
+        return [o for o in range(self.problem.num_options[layer])
+                if self.problem.same_except(layer, o, encoding[layer], still_open)]
+
+    def _with_option(self, encoding: Encoding, option: int) -> Encoding:
+        layer = self.plan[self.position][0]
+        return encoding[:layer] + (option,) + encoding[layer + 1:]
 
     def _committed_cost(self, encoding: Encoding) -> float:
-        return self.problem.committed_cost(encoding, self._free_layers())
+        """Cost with the unsearched layers, and the unsearched attributes of this step's layer, at
+        their cheapest: what the searched choices already spend."""
+        free = self._free_layers()
+        return min(self.problem.committed_cost(self._with_option(encoding, o), free)
+                   for o in self._open_options(encoding))
+
+    def _completable(self, encoding: Encoding) -> bool:
+        free = self._free_layers()
+        return any(self.problem.completable(self._with_option(encoding, o), free) for o in self._open_options(encoding))
+
+    def _step_children(self, parent: Encoding) -> List[Encoding]:
+        layer, attribute = self.plan[self.position]
+        options = range(self.problem.num_options[layer])
+        if attribute is not None:
+            options = [o for o in options if self.problem.same_except(layer, o, parent[layer], (attribute,))]
+        return [parent[:layer] + (option,) + parent[layer + 1:] for option in options]
 
     def _start_layer(self) -> None:
-        layer = self.order[self.position]
         seen = set()
         self.queue, self.layer_children = [], []
         for parent in self.kept:
-            for option in range(self.problem.num_options[layer]):
-                child = parent[:layer] + (option,) + parent[layer + 1:]
-                if child in seen or not self.problem.completable(child, self._free_layers()):
+            for child in self._step_children(parent):
+                if child in seen or not self._completable(child):
                     continue
                 seen.add(child)
                 if child in self.rewards:
@@ -201,10 +276,12 @@ class LayerNAS(Searcher):
     def _advance(self) -> None:
         """Close the current layer once all its children are told; move to the next or refine."""
         while self.phase == "sweep" and not self.queue and not self.pending:
+            self.num_buckets = self._buckets_after(self.position)
+            self.bucket_history.append(self.num_buckets)
             kept = self._keep_best_per_bucket(self.layer_children)
             self.kept = kept or self.kept
             self.position += 1
-            if self.position >= len(self.order):
+            if self.position >= len(self.plan):
                 self.phase = "refine" if self.refine != "none" else "finished"
                 return
             self._start_layer()
@@ -294,9 +371,13 @@ class LayerNAS(Searcher):
                 raising = [m for m in moves if m[3] >= 0 and not m[4]]
                 # Pairs without a lowering move that have a move over the target alone: only those on
                 # adjacent layers can meet it (their cost terms share a layer).
-                adjacent = sorted(((a[0] + b[0], a, b) for a in moves for b in moves
-                                   if abs(a[1] - b[1]) == 1 and a[1] < b[1] and a[3] >= 0 and b[3] >= 0
-                                   and (a[4] or b[4])), key=lambda t: -t[0])
+                by_layer: Dict[int, list] = {}
+                for m in moves:
+                    if m[3] >= 0:
+                        by_layer.setdefault(m[1], []).append(m)
+                adjacent = sorted(((a[0] + b[0], a, b) for layer, firsts in by_layer.items()
+                                   for a in firsts for b in by_layer.get(layer + 1, ()) if a[4] or b[4]),
+                                  key=lambda t: -t[0])
                 streams += [("product", moves, lowering), ("sym", raising), ("flat", adjacent)]
             else:
                 streams.append(("sym", moves))
@@ -379,6 +460,7 @@ class LayerNAS(Searcher):
                     out.append(fallback)
                 elif self.queue:
                     out.append(self.queue.pop(0))
+            self._sweep_asked += len(out)
             return out
         if self.phase == "refine":
             # A batch is n sequential picks: each the best-predicted unevaluated neighbour that is not
@@ -403,7 +485,8 @@ class LayerNAS(Searcher):
 
 
 def sweep_upper_bound(num_options: Sequence[int], num_buckets: int, per_bucket: int) -> int:
-    """Most queries a sweep with H buckets x K can make: the root, then per layer parents x (|S|-1)."""
+    """Most queries a sweep with H buckets x K can make: the root, then per step (a layer's options, or
+    the values of one of its attributes) parents x (|S|-1)."""
     total, parents = 1, 1
     for n in num_options:
         total += parents * (n - 1)

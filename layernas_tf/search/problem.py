@@ -27,6 +27,9 @@ class Problem:
       max_cost: upper bound of the cost target (inclusive).
       min_cost: optional lower bound of the target (inclusive); 0 for none.
       default: the default candidate (the published network, or any anchor); defaults to all zeros.
+      option_attributes: optional, per layer, per option, the option's (attribute, value) pairs, e.g.
+        (("width", 1.25), ("kernel", 5), ("se", True)): plain data that lets LayerNAS search a layer's
+        attributes as successive steps. None: options are opaque.
 
     `pairwise_cost` is True when `cost` says (attribute `pairwise`) that it is a sum of terms that
     each depend on one layer's option and its predecessor's, as the MobileNet spaces' analytic costs
@@ -39,11 +42,23 @@ class Problem:
     max_cost: float
     min_cost: float = 0.0
     default: Optional[Encoding] = None
+    option_attributes: Optional[Tuple[Tuple[Tuple[Tuple[str, object], ...], ...], ...]] = None
 
     def __post_init__(self):
         self.num_options = tuple(int(n) for n in self.num_options)
         if not self.num_options or any(n < 1 for n in self.num_options):
             raise ValueError(f"num_options must be a non-empty list of positive counts, got {self.num_options}")
+        if self.option_attributes is not None:
+            self.option_attributes = tuple(tuple(tuple((str(k), v) for k, v in option) for option in layer)
+                                           for layer in self.option_attributes)
+            shape = tuple(len(layer) for layer in self.option_attributes)
+            if shape != self.num_options:
+                raise ValueError(f"option_attributes has {shape} options per layer, num_options {self.num_options}")
+            for i, layer in enumerate(self.option_attributes):
+                names = {tuple(k for k, _ in option) for option in layer}
+                if len(names) > 1 or len(set(layer)) != len(layer):
+                    raise ValueError(f"option_attributes of layer {i}: every option needs the same attribute "
+                                     f"names and distinct values, got {layer}")
         self.default = tuple(self.default) if self.default is not None else (0,) * len(self.num_options)
         if len(self.default) != len(self.num_options):
             raise ValueError(f"default has {len(self.default)} layers, num_options has {len(self.num_options)}")
@@ -84,6 +99,18 @@ class Problem:
             return self.cost_of(base)
 
         return pick(range(self.num_options[layer]), key=lambda o: (cost_with(o), o))
+
+    def attribute_names(self, layer: int) -> Tuple[str, ...]:
+        """The attributes of `layer`'s options (empty without option_attributes)."""
+        if self.option_attributes is None or not self.option_attributes[layer]:
+            return ()
+        return tuple(k for k, _ in self.option_attributes[layer][0])
+
+    def same_except(self, layer: int, option: int, other: int, attributes: Iterable[str]) -> bool:
+        """True if options `option` and `other` of `layer` agree on every attribute not in `attributes`."""
+        skip = set(attributes)
+        a, b = self.option_attributes[layer][option], self.option_attributes[layer][other]
+        return all(x == y for x, y in zip(a, b) if x[0] not in skip)
 
     def feasible(self, encoding: Sequence[int]) -> bool:
         """True if `encoding` meets the cost target."""
