@@ -44,7 +44,7 @@ from layernas_tf.latency_table import (
 )
 from searchspaces.space import SearchSpace
 
-CALIBRATION_MODELS = 8
+CALIBRATION_MODELS = 16
 MANIFEST = "manifest.json"
 
 

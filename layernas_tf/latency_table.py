@@ -226,16 +226,20 @@ class LatencyTable:
 
 
 def fit_calibration(samples: Sequence[Tuple[str, float, float]]) -> dict:
-    """Least-squares `measured = intercept + scale * parts` over (encoding, measured_ms, parts_ms) samples,
-    with its leave-one-out mean absolute error in percent."""
+    """`measured = intercept + scale * parts` over (encoding, measured_ms, parts_ms) samples, fitted by
+    least squares on relative errors (each sample weighted by 1/measured, since the goal is percent
+    error and a fast model's noise is as large in percent as a slow one's), with its leave-one-out mean
+    absolute error in percent."""
     if len(samples) < 2:
         raise LatencyTableError(f"calibration needs at least 2 whole models, got {len(samples)}")
 
     def fit(rows):
+        ws = [1.0 / r[1] ** 2 for r in rows]
         xs, ys = [r[2] for r in rows], [r[1] for r in rows]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        scale = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else 0.0
+        total = sum(ws)
+        mx, my = sum(w * x for w, x in zip(ws, xs)) / total, sum(w * y for w, y in zip(ws, ys)) / total
+        sxx = sum(w * (x - mx) ** 2 for w, x in zip(ws, xs))
+        scale = sum(w * (x - mx) * (y - my) for w, x, y in zip(ws, xs, ys)) / sxx if sxx > 0 else 0.0
         if scale <= 0:  # degenerate spread: keep the parts' sum, fit the offset only
             scale = 1.0
         return my - scale * mx, scale

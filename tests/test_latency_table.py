@@ -5,10 +5,12 @@ import json
 import random
 import sys
 
+import numpy as np
 import pytest
 
 import searchspaces
 from conftest import REPO
+from layernas_tf.latency_kit import CALIBRATION_MODELS
 from layernas_tf.latency_table import (
     LatencyTable,
     LatencyTableError,
@@ -143,6 +145,17 @@ def test_calibration_reports_its_leave_one_out_error():
     assert off["mean_abs_error_pct"] > 5
 
 
+def test_calibration_fits_relative_errors():
+    samples = [("a", 0.5, 0.4), ("b", 1.1, 1.0), ("c", 3.5, 3.0), ("d", 5.0, 4.5)]
+    fit = fit_calibration(samples)
+    measured = np.array([s[1] for s in samples])
+    design = np.c_[np.ones(4), [s[2] for s in samples]] / measured[:, None]
+    intercept, scale = np.linalg.lstsq(design, np.ones(4), rcond=None)[0]
+    assert (fit["intercept_ms"], fit["scale"]) == (pytest.approx(intercept), pytest.approx(scale))
+    plain_scale = np.polyfit([s[2] for s in samples], measured, 1)[0]
+    assert abs(fit["scale"] - plain_scale) > 0.01  # weighting changes the answer on these samples
+
+
 def test_the_fingerprint_changes_with_any_entry():
     space = searchspaces.get_space("cifar_mobilenet_v2")
     table = _synthetic_table(space, 32, 10)
@@ -212,8 +225,8 @@ def test_a_kit_holds_every_part_and_its_calibration_models(kit):
     parts = space_parts(space, 8, 10)
     files = {p.name for p in out.glob("*.tflite")}
     assert {kit_file_name("int8", k) for k in parts} <= files
-    assert len(manifest["spaces"]["nas_bench_macro@8x10"]["models"]) == 8
-    assert manifest["files"] == sorted(files) and len(files) == len(parts) + 8
+    assert len(manifest["spaces"]["nas_bench_macro@8x10"]["models"]) == CALIBRATION_MODELS == 16
+    assert manifest["files"] == sorted(files) and len(files) == len(parts) + CALIBRATION_MODELS
     assert json.loads((out / "manifest.json").read_text())["quantization"] == "int8"
 
 
@@ -230,10 +243,10 @@ def local_table(kit):
 def test_a_kit_timed_locally_predicts_its_own_calibration_models(kit, local_table):
     space, _, _ = kit
     assert local_table.build["converted"] == 0  # the kit's files were reused
-    assert local_table.build["timed"] == len(space_parts(space, 8, 10)) + 8
+    assert local_table.build["timed"] == len(space_parts(space, 8, 10)) + CALIBRATION_MODELS
     predict = TableLatency(local_table, space, 8, 10)
     samples = local_table.calibration["nas_bench_macro@8x10"]["samples"]
-    assert len(samples) == 8
+    assert len(samples) == CALIBRATION_MODELS
     for encoding, measured, parts in samples:
         assert measured > 0 and parts > 0
         assert predict(space.parse(encoding)) == pytest.approx(
