@@ -164,15 +164,23 @@ class SearchSpace:
 
     def option_attributes(self) -> Tuple[Tuple[Tuple[Tuple[str, object], ...], ...], ...]:
         """Per layer, per option: the (attribute, value) pairs that vary among the layer's options, in
-        the order width, kernel, expansion, squeeze-excite, kind. Plain data for the searcher, which
-        may search a layer's attributes as successive steps."""
+        the order width, kernel, expansion, squeeze-excite. Plain data for the searcher, which may
+        search a layer's attributes as successive steps. A layer whose options are not every
+        combination of its attributes' values (e.g. one with a skip option) gets no attributes: its
+        options are searched as one step."""
         fields = (("width", "filters_multiplier"), ("kernel", "kernel_size"), ("expansion", "expand_ratio"),
                   ("se", "se"), ("kind", "kind"))
         out = []
         for layer in self.layers:
             varying = [(name, field) for name, field in fields
                        if len({getattr(o, field) for o in layer.options}) > 1]
-            out.append(tuple(tuple((name, getattr(o, field)) for name, field in varying) for o in layer.options))
+            pairs = [tuple((name, getattr(o, field)) for name, field in varying) for o in layer.options]
+            combinations = 1
+            for _, field in varying:
+                combinations *= len({getattr(o, field) for o in layer.options})
+            if any(field == "kind" for _, field in varying) or combinations != len(set(pairs)):
+                pairs = [()] * len(layer.options)
+            out.append(tuple(pairs))
         return tuple(out)
 
     def validate(self, encoding: Sequence[int]) -> Encoding:

@@ -209,3 +209,26 @@ def test_option_attributes_must_match_the_options():
     bad = (ATTRIBUTES[0][:3] + ((("width", 0.75),),),) + ATTRIBUTES[1:]
     with pytest.raises(ValueError, match="option_attributes of layer 0: every option needs the same attribute"):
         attribute_problem(12, bad)
+
+
+def _cv_searcher(reward_fn):
+    problem = additive_problem(100)
+    searcher = LayerNAS(problem, budget=300, seed=0, select_fraction=0)
+    rng = random.Random(0)
+    for e in sorted({tuple(rng.randrange(4) for _ in range(5)) for _ in range(200)}):
+        searcher.rewards[e] = reward_fn(e)  # evaluations as the searcher holds them
+    return searcher
+
+
+def test_the_cross_validated_final_pick_pools_everything_on_an_additive_space():
+    assert _cv_searcher(reward).chosen_select_fraction() == 1.0
+
+
+def test_the_cross_validated_final_pick_goes_local_where_the_space_is_not_additive():
+    # A network collapses (reward 0) when layers 0 and 1 both take option 0: far from the best
+    # candidates, but it bends a model fitted on every evaluation.
+    def collapsing(e):
+        return 0.0 if e[0] == 0 and e[1] == 0 else reward(e) + 0.3 * e[2] * e[3]
+    searcher = _cv_searcher(collapsing)
+    assert searcher.chosen_select_fraction() < 1.0
+    assert LayerNAS(additive_problem(100), budget=10, select_fraction=0).chosen_select_fraction() == 1.0

@@ -155,3 +155,28 @@ def test_wrong_length_string_is_refused():
 def test_table_key_with_foreign_character_is_refused():
     with pytest.raises(ValueError, match="characters from '1234'"):
         get_space("channel_bench_macro_mobilenet").parse("4432210")
+
+
+def test_option_attributes_name_what_varies_in_each_block():
+    attributes = get_space("mobilenet_v3_large").option_attributes()
+    assert [len(layer) for layer in attributes] == list(get_space("mobilenet_v3_large").num_options)
+    assert attributes[5][0] == (("width", 0.75), ("kernel", 3), ("se", False))
+    assert attributes[0][0] == (("width", 1.0), ("kernel", 3), ("se", False))  # 0.75x of 16 dropped
+    v2 = get_space("cifar_mobilenet_v2").option_attributes()
+    assert {tuple(k for k, _ in o) for o in v2[0]} == {("width", "kernel")}  # expansion 1 is fixed
+    assert {tuple(k for k, _ in o) for o in v2[3]} == {("width", "kernel", "expansion")}
+    # A layer with a skip option is not a product of attributes: opaque, searched in one step.
+    assert set(get_space("nas_bench_macro").option_attributes()[0]) == {()}
+
+
+def test_the_main_jobs_problem_carries_the_attributes_and_layernas_steps_through_them():
+    from layernas_tf import api
+    from layernas_tf.search.layernas import LayerNAS
+
+    space = get_space("mobilenet_v3_large")
+    problem = api.make_problem(space, api.Target("madds", 150e6), 224, 1000)
+    assert problem.option_attributes == space.option_attributes()
+    searcher = LayerNAS(problem, budget=200)
+    assert searcher.plan[:3] == [(0, "kernel"), (0, "se"), (1, "kernel")] or searcher.plan[:3] == [
+        (0, "width"), (0, "kernel"), (0, "se")]
+    assert len(searcher.plan) == sum(len(problem.attribute_names(i)) for i in range(space.num_layers))

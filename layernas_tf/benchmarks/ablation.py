@@ -32,6 +32,10 @@ VARIANTS: Dict[str, tuple] = {
     "default": ("the shipped searcher", []),
     "paper": ("paper reading: cheapest fill, total-cost buckets, observed rewards, no refinement",
               ["fill=cheapest", "bucket_by=total", "selection=observed", "refine=none"]),
+    "steps=layers": ("one sweep step per layer over all its options", ["steps=layers"]),
+    "bucket_plan=upfront": ("one H for the whole sweep, from its worst case", ["bucket_plan=upfront"]),
+    "layers+upfront": ("both of the above (the searcher before attribute steps)",
+                       ["steps=layers", "bucket_plan=upfront"]),
     "fill=cheapest": ("unsearched layers at their cheapest option", ["fill=cheapest"]),
     "bucket_by=total": ("buckets keyed on the child's whole cost", ["bucket_by=total"]),
     "selection=observed": ("rank by a candidate's own noisy reward", ["selection=observed"]),
@@ -41,6 +45,8 @@ VARIANTS: Dict[str, tuple] = {
     "per_bucket=2": ("each bucket keeps its 2 best", ["per_bucket=2"]),
     "model_fraction=1": ("search-time model fitted on all evaluations", ["model_fraction=1"]),
     "select_fraction=0.5": ("final pick with the model fitted on the better half", ["select_fraction=0.5"]),
+    "select_fraction=0": ("final pick's share chosen by held-out error on the best candidates",
+                          ["select_fraction=0"]),
     "order=backward": ("layers searched output to input", ["order=backward"]),
 }
 

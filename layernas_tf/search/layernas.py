@@ -31,6 +31,8 @@ ORDERS = ("forward", "backward")
 BUCKET_BYS = ("committed", "total")
 STEPS = ("attributes", "layers")
 BUCKET_PLANS = ("per_step", "upfront")
+SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
+SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
 
 class LayerNAS(Searcher):
@@ -53,7 +55,8 @@ class LayerNAS(Searcher):
       model_fraction: the better share of evaluations the search-time additive model is fitted on.
       refine_radius: refinement proposes changes of up to this many layers.
       bucket_by: 'committed' (cost with unsearched layers at their cheapest) or 'total' (the child's cost).
-      select_fraction: the better share of evaluations the model for the final pick is fitted on.
+      select_fraction: the better share of evaluations the model for the final pick is fitted on; 0
+        chooses it among SELECT_FRACTIONS by how well each model predicts the best candidates held out.
       steps: 'attributes' (a layer whose options have attributes, `Problem.option_attributes`, is
         searched one attribute at a time: width, then kernel, ...; each step varies one attribute of
         the kept candidates, so a step has 2-3 children per parent instead of 6-12) or 'layers' (one
@@ -81,9 +84,11 @@ class LayerNAS(Searcher):
         if per_bucket < 1 or num_buckets < 0:
             raise ValueError(f"layernas needs per_bucket >= 1 and num_buckets >= 0, got {per_bucket}, {num_buckets}")
         for flag, value in (("sweep_share", sweep_share), ("shrinkage", shrinkage),
-                            ("model_fraction", model_fraction), ("select_fraction", select_fraction)):
+                            ("model_fraction", model_fraction)):
             if not 0 < value <= 1:
                 raise ValueError(f"layernas {flag} must be in (0, 1], got {value}")
+        if not 0 <= select_fraction <= 1:
+            raise ValueError(f"layernas select_fraction must be in [0, 1] (0: cross-validated), got {select_fraction}")
         if top_for_refine < 1 or refine_radius < 1:
             raise ValueError(f"layernas needs top_for_refine >= 1 and refine_radius >= 1, "
                              f"got {top_for_refine}, {refine_radius}")
@@ -122,6 +127,7 @@ class LayerNAS(Searcher):
         self.low_cost = problem.cost_of(problem.cheapest)
         self.model_fraction = model_fraction
         self._models: Dict[tuple, AdditiveModel] = {}
+        self._chosen_fraction: Optional[tuple] = None
         self.rewards: Dict[Encoding, Optional[float]] = {}
         root = problem.cheapest if fill == "cheapest" else problem.default
         self.position = 0  # index into self.plan of the step being searched
@@ -182,8 +188,40 @@ class LayerNAS(Searcher):
 
     def selection_score(self, encoding: Sequence[int]) -> float:
         """The noise-aware score of the final pick: `score` with the model fitted on the better
-        `select_fraction` of the evaluations."""
-        return self.score(tuple(encoding), self.select_fraction)
+        `select_fraction` of the evaluations (`chosen_select_fraction` when it is 0)."""
+        return self.score(tuple(encoding), self.chosen_select_fraction())
+
+    def chosen_select_fraction(self) -> float:
+        """The share of evaluations the final pick's model is fitted on.
+
+        With select_fraction=0: for each share in SELECT_FRACTIONS, each of the SELECT_HELD_OUT best
+        feasible evaluations is left out in turn, the model is fitted on that share of the others and
+        predicts it; the share with the least squared error wins (ties: the larger share). The model
+        that pools every evaluation averages the most noise, but where the space is far from additive it
+        is biased exactly among the best candidates; a model fitted on the better part is local there.
+        Which holds is a property of the space and the target, so it is measured, not assumed.
+        """
+        if self.select_fraction > 0:
+            return self.select_fraction
+        key = len(self.trials)
+        if self._chosen_fraction is not None and self._chosen_fraction[0] == key:
+            return self._chosen_fraction[1]
+        observed = sorted(((e, r) for e, r in self.rewards.items() if r is not None), key=lambda o: (-o[1], o[0]))
+        held_out = [o for o in observed if self.problem.feasible(o[0])][:SELECT_HELD_OUT]
+        size = sum(self.problem.num_options)
+        errors = {}
+        if len(held_out) >= 3:
+            for fraction in SELECT_FRACTIONS:
+                error = 0.0
+                for encoding, reward in held_out:
+                    rest = [o for o in observed if o[0] != encoding]
+                    keep = max(2 * size, int(len(rest) * fraction))
+                    model = AdditiveModel(self.problem.num_options).fit(rest[:keep])
+                    error += (model.predict(encoding) - reward) ** 2
+                errors[fraction] = error
+        chosen = min(errors, key=lambda f: (errors[f], -f)) if errors else 1.0
+        self._chosen_fraction = (key, chosen)
+        return chosen
 
     # -- the layer sweep ----------------------------------------------------------------------
     def _step_size(self, step) -> int:

@@ -56,7 +56,7 @@ class Problem:
                 raise ValueError(f"option_attributes has {shape} options per layer, num_options {self.num_options}")
             for i, layer in enumerate(self.option_attributes):
                 names = {tuple(k for k, _ in option) for option in layer}
-                if len(names) > 1 or len(set(layer)) != len(layer):
+                if len(names) > 1 or (names != {()} and len(set(layer)) != len(layer)):  # () for all: opaque
                     raise ValueError(f"option_attributes of layer {i}: every option needs the same attribute "
                                      f"names and distinct values, got {layer}")
         self.default = tuple(self.default) if self.default is not None else (0,) * len(self.num_options)
