@@ -47,6 +47,7 @@ VARIANTS: Dict[str, tuple] = {
     "select_fraction=0.5": ("final pick with the model fitted on the better half", ["select_fraction=0.5"]),
     "select_fraction=0": ("final pick's share chosen by held-out error on the best candidates",
                           ["select_fraction=0"]),
+    "pick=blend": ("final pick trusts the all-evaluations model (no lower of two)", ["pick=blend"]),
     "order=backward": ("layers searched output to input", ["order=backward"]),
 }
 

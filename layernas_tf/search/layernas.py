@@ -31,6 +31,7 @@ ORDERS = ("forward", "backward")
 BUCKET_BYS = ("committed", "total")
 STEPS = ("attributes", "layers")
 BUCKET_PLANS = ("per_step", "upfront")
+PICKS = ("lower", "blend")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -57,6 +58,9 @@ class LayerNAS(Searcher):
       bucket_by: 'committed' (cost with unsearched layers at their cheapest) or 'total' (the child's cost).
       select_fraction: the better share of evaluations the model for the final pick is fitted on; 0
         chooses it among SELECT_FRACTIONS by how well each model predicts the best candidates held out.
+      pick: how the final pick uses the models: 'lower' (a candidate's own reward averaged with the
+        lower of two predictions, the select_fraction model's and the search-time model's) or 'blend'
+        (its own reward averaged with the select_fraction model's prediction).
       steps: 'attributes' (a layer whose options have attributes, `Problem.option_attributes`, is
         searched one attribute at a time: width, then kernel, ...; each step varies one attribute of
         the kept candidates, so a step has 2-3 children per parent instead of 6-12) or 'layers' (one
@@ -73,12 +77,13 @@ class LayerNAS(Searcher):
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
-                 select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step"):
+                 select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
+                 pick: str = "lower"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
                                      ("bucket_by", bucket_by, BUCKET_BYS), ("steps", steps, STEPS),
-                                     ("bucket_plan", bucket_plan, BUCKET_PLANS)):
+                                     ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -108,6 +113,7 @@ class LayerNAS(Searcher):
         self.select_fraction = select_fraction
         self.steps = steps
         self.bucket_plan = bucket_plan
+        self.pick = pick
         # The sweep's steps: (layer, attribute) with attribute None for a step over all options.
         self.plan = []
         for layer in self.order:
@@ -144,7 +150,7 @@ class LayerNAS(Searcher):
                 "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
-                "bucket_plan": self.bucket_plan}
+                "bucket_plan": self.bucket_plan, "pick": self.pick}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -188,8 +194,27 @@ class LayerNAS(Searcher):
 
     def selection_score(self, encoding: Sequence[int]) -> float:
         """The noise-aware score of the final pick: `score` with the model fitted on the better
-        `select_fraction` of the evaluations (`chosen_select_fraction` when it is 0)."""
-        return self.score(tuple(encoding), self.chosen_select_fraction())
+        `select_fraction` of the evaluations (`chosen_select_fraction` when it is 0); with
+        pick='lower', the prediction in that score is the lower of that model's and the search-time
+        (`model_fraction`) model's.
+
+        Why the lower: the pick is an argmax over every evaluation, so it lands where a model is most
+        optimistic. An additive model fitted on all evaluations averages the most noise, but where the
+        space is far from additive (NAS-Bench-Macro's skips) it extrapolates the best options of each
+        layer into combinations it over-predicts by more than a point; the model fitted on the better
+        part is local there, but over-predicts elsewhere. Where the two agree the pick is unchanged;
+        where they disagree nothing says which is right, and the pessimistic one is the safe bet for
+        an argmax (a lower confidence bound over the two models).
+        """
+        encoding = tuple(encoding)
+        fraction = self.chosen_select_fraction()
+        if self.pick == "blend" or self.selection == "observed" or len(self.trials) < 2:
+            return self.score(encoding, fraction)
+        reward = self.rewards.get(encoding)
+        if reward is None:
+            return float("-inf")
+        prediction = min(self._fitted_model(f).predict(encoding) for f in {fraction, self.model_fraction})
+        return self.shrinkage * reward + (1 - self.shrinkage) * prediction
 
     def chosen_select_fraction(self) -> float:
         """The share of evaluations the final pick's model is fitted on.
