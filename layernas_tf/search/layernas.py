@@ -12,6 +12,9 @@ Beyond the paper (each is a setting; the README explains them):
 - bucket_by="committed": a child's bucket is the cost its searched layers commit.
 - refine="local": budget left after the sweep goes to a refinement pass that evaluates the
   unevaluated feasible one- and two-layer changes of the best candidates, best predicted first.
+- pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
+  predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
+  does not land where one model extrapolates.
 Pure Python: no TensorFlow.
 """
 
