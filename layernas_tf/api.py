@@ -20,6 +20,7 @@ error and the search goes on, until `max_consecutive_failures` fail in a row (th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -208,7 +209,7 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
                     "bn_momentum": bn_momentum, "seed": seed, "searcher_name": searcher,
                     "searcher": algorithm.settings(), **(config or {})}
     search_dir = search_dir or tempfile.mkdtemp(prefix="layernas_")
-    store = TrialStore(search_dir, store_config)
+    store = TrialStore(search_dir, store_config, upgrade=functools.partial(upgrade_recorded, type(algorithm)))
     if on_resume is not None:
         on_resume(store.trials())
 
@@ -315,3 +316,14 @@ class ChanceCheck:
             "training learns nothing yet, so the search is ranking noise. Train longer (--proxy_epochs) or change "
             "--learning_rate.", len(rewards), max(rewards), chance)
         return True
+
+
+def upgrade_recorded(searcher_class, recorded: dict) -> dict:
+    """A store's recorded config with the searcher settings it predates filled in at their legacy
+    values (`Searcher.legacy_settings`): a search recorded before a setting existed is compared as the
+    search it was, so resuming it names that setting (e.g. `searcher.pick: recorded 'blend', requested
+    'lower'`) and resumes with it passed explicitly."""
+    settings = recorded.get("searcher")
+    if not isinstance(settings, dict) or recorded.get("searcher_name") != searcher_class.name:
+        return recorded
+    return {**recorded, "searcher": {**searcher_class.legacy_settings, **settings}}

@@ -15,7 +15,7 @@ import json
 import pathlib
 import sqlite3
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -63,8 +63,9 @@ class TrialRecord:
 class TrialStore:
     """Trials of one search, in `search_dir/trials.sqlite`."""
 
-    def __init__(self, search_dir: str, config: dict):
-        """Open (or create) the store and check `config` against the recorded one.
+    def __init__(self, search_dir: str, config: dict, upgrade: Optional[Callable[[dict], dict]] = None):
+        """Open (or create) the store and check `config` against the recorded one (passed through
+        `upgrade` first, which fills in settings a store recorded before they existed).
 
         Raises:
           IncompatibleSearchError: the directory holds a search with a different configuration; the
@@ -78,7 +79,7 @@ class TrialStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT)")
         self._create_trials_table()
-        self._check_config(config)
+        self._check_config(config, upgrade)
 
     def _create_trials_table(self) -> None:
         """The trials table. A store written by an earlier version is migrated in place: its rows are
@@ -98,18 +99,16 @@ class TrialStore:
             self._db.execute(f"INSERT INTO trials ({common}) SELECT {common} FROM trials_before_migration")
             self._db.execute("DROP TABLE trials_before_migration")
 
-    def _check_config(self, config: dict) -> None:
+    def _check_config(self, config: dict, upgrade: Optional[Callable[[dict], dict]] = None) -> None:
         recorded = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM config")}
         requested = json.loads(json.dumps(config))  # normalise tuples etc. as stored
         if not recorded:
             with self._db:
                 self._db.executemany("INSERT INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in requested.items()])
             return
-        differences = [
-            f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
-            for key in sorted(set(recorded) | set(requested))
-            if recorded.get(key) != requested.get(key)
-        ]
+        if upgrade is not None:
+            recorded = upgrade(recorded)
+        differences = _differences(recorded, requested)
         if differences:
             raise IncompatibleSearchError(
                 f"{self.dir} holds a search with other settings; use a new --search_dir or the same flags. "
@@ -178,3 +177,15 @@ def summary_counts(trials: Sequence[TrialRecord]) -> Dict[str, int]:
     trained = [t for t in trials if t.repeat_of is None]
     return {"completed": sum(t.status == COMPLETED for t in trained), "failed": sum(t.status == FAILED for t in trained),
             "repeated": len(trials) - len(trained)}
+
+
+def _differences(recorded: dict, requested: dict, prefix: str = "") -> List[str]:
+    """`key: recorded X, requested Y` for each differing key (nested dicts as `outer.inner`)."""
+    out = []
+    for key in sorted(set(recorded) | set(requested)):
+        a, b = recorded.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: recorded {a!r}, requested {b!r}")
+    return out

@@ -24,6 +24,30 @@ def test_other_settings_are_refused_and_nothing_is_lost(tmp_path):
         assert len(store.trials()) == 1
 
 
+def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_value(tmp_path):
+    import functools
+
+    from layernas_tf.api import upgrade_recorded
+    from layernas_tf.search.layernas import LayerNAS
+
+    current = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "attributes",
+                                                         "bucket_plan": "per_step", "pick": "lower"}}
+    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the three keys
+    with TrialStore(str(tmp_path), old) as store:
+        store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
+    upgrade = functools.partial(upgrade_recorded, LayerNAS)
+    with pytest.raises(IncompatibleSearchError) as refused:
+        TrialStore(str(tmp_path), current, upgrade=upgrade)
+    assert ("searcher.bucket_plan: recorded 'upfront', requested 'per_step'; searcher.pick: recorded 'blend', "
+            "requested 'lower'; searcher.steps: recorded 'layers', requested 'attributes'") in str(refused.value)
+    legacy = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "layers",
+                                                        "bucket_plan": "upfront", "pick": "blend"}}
+    with TrialStore(str(tmp_path), legacy, upgrade=upgrade) as store:
+        assert len(store.trials()) == 1
+    with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused
+        TrialStore(str(tmp_path), legacy)
+
+
 def test_a_repeated_proposal_is_stored_as_a_repeat(tmp_path):
     with TrialStore(str(tmp_path), {"space": "a"}) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))

@@ -53,6 +53,9 @@ class Searcher:
     """
 
     name = "searcher"
+    # Settings added after searches were recorded, each with the value that reproduces a search recorded
+    # before it existed: a stored search without the key is compared as if it had recorded that value.
+    legacy_settings: Dict[str, object] = {}
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0):
         if budget < 1:

@@ -74,6 +74,7 @@ class LayerNAS(Searcher):
     """
 
     name = "layernas"
+    legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend"}
     anytime = False  # its plan depends on the budget
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
