@@ -40,6 +40,7 @@ setup(
             "layernas-profile-benchmark=layernas_tf.benchmarks.profile:run",
             "layernas-memory-benchmark=layernas_tf.benchmarks.memory:run",
             "layernas-latency-benchmark=layernas_tf.benchmarks.latency:run",
+            "layernas-own-time-benchmark=layernas_tf.benchmarks.own_time:run",
         ]
     },
 )

@@ -118,3 +118,25 @@ def test_the_benchmark_cli_refuses_bad_objective_flags_before_any_run(args, mess
     import re
 
     assert re.search(message, done.stderr), done.stderr[-2000:]
+
+
+def test_the_own_time_benchmark_times_a_whole_run_without_its_queries():
+    from layernas_tf.benchmarks.objectives import objective_benchmark
+    from layernas_tf.benchmarks.own_time import own_time
+    from layernas_tf.search import make_searcher
+
+    benchmark = objective_benchmark("layernas_tf.benchmarks.surrogates:cifar_mobilenet_v2_32")
+    problem = benchmark.problem(0.5)
+    calls = []
+
+    class Counting:  # the queries: counted, and slow enough that timing them would show
+        def query(self, encoding, rng):
+            calls.append(encoding)
+            import time
+            time.sleep(0.05)
+            return benchmark.query(encoding, rng)
+
+    searcher = make_searcher("layernas", problem, 24, 0)
+    seconds = own_time(searcher, Counting(), 0, 8)
+    assert len(searcher.trials) == len(calls) == 24
+    assert 0 < seconds < 0.05 * 24  # the 1.2 s of queries are not counted
