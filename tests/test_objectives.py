@@ -122,7 +122,7 @@ def test_the_benchmark_cli_refuses_bad_objective_flags_before_any_run(args, mess
 
 def test_the_own_time_benchmark_times_a_whole_run_without_its_queries():
     from layernas_tf.benchmarks.objectives import objective_benchmark
-    from layernas_tf.benchmarks.own_time import own_time
+    from layernas_tf.search.harness import own_time
     from layernas_tf.search import make_searcher
 
     benchmark = objective_benchmark("layernas_tf.benchmarks.surrogates:cifar_mobilenet_v2_32")

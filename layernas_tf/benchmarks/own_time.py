@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 
 from absl import app, flags
 
@@ -34,33 +33,11 @@ def _check_batches(values):
     return all(v.isdigit() and int(v) > 0 for v in values)
 
 
-def own_time(searcher, benchmark, seed: int, batch: int) -> float:
-    """Seconds `searcher` spends in ask, tell and best over one run."""
-    from layernas_tf.search.harness import query_noise
-
-    spent, repeats = 0.0, {}
-    while not searcher.done:
-        start = time.perf_counter()
-        asked = searcher.ask(batch)
-        spent += time.perf_counter() - start
-        if not asked:
-            break
-        values = []
-        for encoding in asked:
-            repeats[encoding] = repeats.get(encoding, -1) + 1
-            values.append(benchmark.query(encoding, query_noise(seed, encoding, repeats[encoding])))
-        start = time.perf_counter()
-        for encoding, value in zip(asked, values):
-            searcher.tell(encoding, value)
-        searcher.best()
-        spent += time.perf_counter() - start
-    return spent
-
-
 def main(argv):
     del argv
     from layernas_tf.benchmarks.objectives import objective_benchmark
     from layernas_tf.search import make_searcher
+    from layernas_tf.search.harness import own_time
 
     benchmark = objective_benchmark(FLAGS.objective, FLAGS.search_space)
     problem = benchmark.problem(FLAGS.flops_fraction)

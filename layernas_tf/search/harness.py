@@ -30,6 +30,7 @@ import heapq
 import math
 import random
 import statistics
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from layernas_tf.search.problem import Problem
@@ -149,3 +150,24 @@ def paired_differences(results: Sequence[RunResult], reference: str) -> Dict[str
                 out[algorithm][budget] = {"score_diff": statistics.fmean(diffs), "se": _standard_error(diffs),
                                           "runs": len(diffs)}
     return out
+
+
+def own_time(searcher, benchmark, seed: int, batch: int) -> float:
+    """Seconds `searcher` spends in ask, tell and best over one run."""
+    spent, repeats = 0.0, {}
+    while not searcher.done:
+        start = time.perf_counter()
+        asked = searcher.ask(batch)
+        spent += time.perf_counter() - start
+        if not asked:
+            break
+        values = []
+        for encoding in asked:
+            repeats[encoding] = repeats.get(encoding, -1) + 1
+            values.append(benchmark.query(encoding, query_noise(seed, encoding, repeats[encoding])))
+        start = time.perf_counter()
+        for encoding, value in zip(asked, values):
+            searcher.tell(encoding, value)
+        searcher.best()
+        spent += time.perf_counter() - start
+    return spent
