@@ -1,11 +1,10 @@
 import json
-import os
 import random
 
 import pytest
 
 import searchspaces
-from conftest import BENCHMARKS
+from conftest import shared_table
 from keras_count import count_model
 from layernas_tf.costs import candidate_costs, cost_function
 from searchspaces import get_space
@@ -83,11 +82,7 @@ def test_unknown_cost_metric_is_refused():
     ],
 )
 def test_bench_spaces_reproduce_every_tables_flops_and_params(name, filename):
-    path = BENCHMARKS / filename
-    if not path.exists():
-        if os.environ.get("CI"):  # in CI the tables must be there: a skip would hide a missing check
-            pytest.fail(f"benchmark table not found at {path} (CI is set)")
-        pytest.skip(f"benchmark table not found at {path}")
+    path = shared_table(filename)
     table = json.loads(path.read_text())
     space = get_space(name)
     mismatches = [

@@ -270,18 +270,11 @@ def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_ma
     # NAS-Bench-Macro at 75% FLOPs: nearly every network is feasible and the space is far from
     # additive. The model fitted on all evaluations over-predicts its favourite by more than a point,
     # and a pick that trusts it returns a worse network the more the search evaluates.
-    import os
-
-    from conftest import BENCHMARKS
+    from conftest import shared_table
     from layernas_tf.search.harness import query_noise
     from layernas_tf.search.tables import load_table
 
-    path = BENCHMARKS / "nas-bench-macro_cifar10.json"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"benchmark table not found at {path} (CI is set)")
-        pytest.skip(f"benchmark table not found at {path}")
-    table = load_table(str(path))
+    table = load_table(str(shared_table("nas-bench-macro_cifar10.json")))
     problem = table.problem(0.75)
     _, oracle = table.oracle(problem)
     for seed in range(3):

@@ -176,9 +176,10 @@ class LayerNAS(Searcher):
         """
         return self._fitted_model(self.model_fraction).predict(encoding)
 
-    def score(self, encoding: Encoding, fraction: Optional[float] = None) -> float:
+    def score(self, encoding: Encoding, *fractions: float) -> float:
         """Noise-aware score of an evaluated candidate: its reward, or its blend with the prediction of
-        the additive model fitted on the better `fraction` of evaluations (default `model_fraction`).
+        the additive model fitted on the better `fraction` of evaluations (default `model_fraction`);
+        given several fractions, the lowest of their models' predictions.
 
         The model averages the noise of many evaluations; search ranks with the local model, the
         final pick (`best`) with the model fitted on every evaluation, whose estimates are the least noisy.
@@ -188,8 +189,8 @@ class LayerNAS(Searcher):
             return float("-inf")
         if self.selection == "observed" or len(self.trials) < 2:
             return reward
-        model = self._fitted_model(self.model_fraction if fraction is None else fraction)
-        return self.shrinkage * reward + (1 - self.shrinkage) * model.predict(encoding)
+        prediction = min(self._fitted_model(f).predict(encoding) for f in set(fractions or (self.model_fraction,)))
+        return self.shrinkage * reward + (1 - self.shrinkage) * prediction
 
     def _ranked(self, candidates) -> List[Encoding]:
         """Evaluated candidates, best score first (scores computed once)."""
@@ -210,15 +211,10 @@ class LayerNAS(Searcher):
         where they disagree nothing says which is right, and the pessimistic one is the safe bet for
         an argmax (a lower confidence bound over the two models).
         """
-        encoding = tuple(encoding)
         fraction = self.chosen_select_fraction()
-        if self.pick == "blend" or self.selection == "observed" or len(self.trials) < 2:
-            return self.score(encoding, fraction)
-        reward = self.rewards.get(encoding)
-        if reward is None:
-            return float("-inf")
-        prediction = min(self._fitted_model(f).predict(encoding) for f in {fraction, self.model_fraction})
-        return self.shrinkage * reward + (1 - self.shrinkage) * prediction
+        if self.pick == "blend":
+            return self.score(tuple(encoding), fraction)
+        return self.score(tuple(encoding), fraction, self.model_fraction)
 
     def chosen_select_fraction(self) -> float:
         """The share of evaluations the final pick's model is fitted on.
