@@ -45,13 +45,16 @@ class AdditiveModel:
         self.count = 0
         self.mean = 0.0
         self.effects: List[List[float]] = [[0.0] * n for n in self.num_options]
+        self._gram = None  # the regularised normal matrix of the last fit
+        self._residual_ss = 0.0  # its sum of squared residuals
+        self._noise = None  # noise_sd, once computed
 
     def fit(self, observations: Sequence[Tuple[Sequence[int], float]]) -> "AdditiveModel":
         """Fit on (encoding, reward) pairs (rewards centred on their mean); returns self."""
-        self.count = len(observations)
         if not observations:
-            self.mean, self.effects = 0.0, [[0.0] * n for n in self.num_options]
+            self.__init__(self.num_options, self.ridge)
             return self
+        self.count = len(observations)
         rewards = np.array([r for _, r in observations], dtype=np.float64)
         self.mean = float(rewards.mean())
         features = np.array([e for e, _ in observations], dtype=np.int64) + np.array(self.offsets, dtype=np.int64)
@@ -65,7 +68,24 @@ class AdditiveModel:
         with _one_blas_thread():
             weights = np.linalg.solve(gram, moments).tolist()
         self.effects = [weights[off:off + n] for off, n in zip(self.offsets, self.num_options)]
+        residuals = rewards - self.mean - np.asarray(weights)[features].sum(axis=1)
+        self._gram, self._residual_ss, self._noise = gram, float(np.sum(residuals ** 2)), None
         return self
+
+    def noise_sd(self) -> float:
+        """The residual standard deviation, on the degrees of freedom the ridge fit leaves: the sum of
+        squared residuals over N - 1 - tr(H), H = X (X'X + ridge I)^-1 X'; inf when fewer than two are
+        left (the fit interpolates and says nothing about its noise)."""
+        if self._gram is None:
+            return float("inf")
+        if self._noise is not None:
+            return self._noise
+        size = self.size
+        with _one_blas_thread():
+            inverse_trace = float(np.trace(np.linalg.inv(self._gram)))
+        left = self.count - 1 - (size - self.ridge * inverse_trace)
+        self._noise = float("inf") if left < 2 else (self._residual_ss / left) ** 0.5
+        return self._noise
 
     def predict(self, encoding: Sequence[int]) -> float:
         return self.mean + sum(self.effects[i][o] for i, o in enumerate(encoding))

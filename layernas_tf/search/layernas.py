@@ -12,6 +12,9 @@ Beyond the paper (each is a setting; the README explains them):
 - bucket_by="committed": a child's bucket is the cost its searched layers commit.
 - refine="local": budget left after the sweep goes to a refinement pass that evaluates the
   unevaluated feasible one- and two-layer changes of the best candidates, best predicted first.
+- prune="dominated" (not the default): a sweep child is not trained when a sibling (a child of the same
+  parent in the same step) commits no more cost and beat it by more than one standard error under
+  the step's other parents (paired rewards of the same two choices).
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -35,6 +38,7 @@ BUCKET_BYS = ("committed", "total")
 STEPS = ("attributes", "layers")
 BUCKET_PLANS = ("per_step", "upfront")
 PICKS = ("lower", "blend")
+PRUNES = ("none", "dominated")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -71,10 +75,14 @@ class LayerNAS(Searcher):
       bucket_plan: with num_buckets=0, 'per_step' (H is chosen when a step closes, from the sweep
         budget left and the children the remaining steps can spawn at most) or 'upfront' (one H for
         the whole sweep, from its worst case at the start).
+      prune: 'none' or 'dominated' (a sweep child is skipped at hand-out when a sibling, a child of
+        the same parent in the same step, commits no more cost and beat it by more than one standard
+        error under the step's other kept parents; the budget it saves goes to later steps' buckets
+        and to refinement).
     """
 
     name = "layernas"
-    legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend"}
+    legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none"}
     anytime = False  # its plan depends on the budget
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
@@ -82,12 +90,13 @@ class LayerNAS(Searcher):
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
-                 pick: str = "lower"):
+                 pick: str = "lower", prune: str = "none"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
                                      ("bucket_by", bucket_by, BUCKET_BYS), ("steps", steps, STEPS),
-                                     ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS)):
+                                     ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS),
+                                     ("prune", prune, PRUNES)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -118,6 +127,9 @@ class LayerNAS(Searcher):
         self.steps = steps
         self.bucket_plan = bucket_plan
         self.pick = pick
+        self.prune = prune
+        self.pruned: List[Encoding] = []  # sweep children skipped as dominated, in hand-out order
+        self._parent: Dict[Encoding, Encoding] = {}  # sweep child -> the parent that spawned it
         # The sweep's steps: (layer, attribute) with attribute None for a step over all options.
         self.plan = []
         for layer in self.order:
@@ -154,7 +166,7 @@ class LayerNAS(Searcher):
                 "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
-                "bucket_plan": self.bucket_plan, "pick": self.pick}
+                "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -307,16 +319,68 @@ class LayerNAS(Searcher):
 
     def _start_layer(self) -> None:
         seen = set()
-        self.queue, self.layer_children = [], []
+        self.queue, self.layer_children, self._parent = [], [], {}
         for parent in self.kept:
             for child in self._step_children(parent):
                 if child in seen or not self._completable(child):
                     continue
                 seen.add(child)
+                self._parent[child] = parent
                 if child in self.rewards:
                     self.layer_children.append(child)
                 else:
                     self.queue.append(child)
+
+    def _step_value(self, option: int):
+        """What the current step varies about `option` of its layer: the option, or its step attribute."""
+        layer, attribute = self.plan[self.position]
+        return option if attribute is None else dict(self.problem.option_attributes[layer][option])[attribute]
+
+    def _dominated(self, child: Encoding) -> bool:
+        """Whether a sibling of `child` (a completable child of its parent in this step) commits no more
+        cost and beats it by more than one standard error on the evidence of this step so far.
+
+        The evidence is paired: for every other kept parent whose two children with the step values of
+        the sibling and of `child` (the same option, or the same value of the step's attribute) have
+        both been told, the difference of their rewards. Under the LayerNAS assumption (a layer's
+        effect does not depend on the others) their mean d estimates the sibling's gain; it must exceed
+        sd * sqrt(2 / m) for m pairs, sd the residual noise of the additive model fitted on every
+        evaluation (misfit counts as noise there, so the test errs towards training). Direct pairs are
+        used rather than the model's effects, since ridge shrinks a rarely seen option towards 0 and
+        not towards its layer's common option, which would make new options look worse than the default.
+        """
+        layer = self.plan[self.position][0]
+        parent = self._parent[child]
+        mine = self._step_value(child[layer])
+        others = {}  # step value -> reward, per other kept parent
+        for kept in self.kept:
+            if kept != parent:
+                others[kept] = {self._step_value(c[layer]): self.rewards.get(c) for c in self._step_children(kept)}
+        noise, cost = None, None
+        for sibling in self._step_children(parent):
+            theirs = self._step_value(sibling[layer])
+            pairs = [told[theirs] - told[mine] for told in others.values()
+                     if told.get(theirs) is not None and told.get(mine) is not None]
+            if sibling == child or not pairs or sum(pairs) <= 0:
+                continue
+            if noise is None:
+                noise, cost = self._fitted_model(1.0).noise_sd(), self._committed_cost(child)
+            if sum(pairs) / len(pairs) > noise * (2 / len(pairs)) ** 0.5 \
+                    and self._committed_cost(sibling) <= cost and self._completable(sibling):
+                return True
+        return False
+
+    def _next_child(self) -> Optional[Encoding]:
+        """The next sweep child to hand out (None when the queue is empty); with prune='dominated',
+        dominated children are skipped and recorded in `pruned`. The test uses the results told so far
+        only, so a replayed log (which tells them in the recorded order) prunes the same children."""
+        while self.queue:
+            child = self.queue.pop(0)
+            if self.prune == "dominated" and self.selection == "additive" and self._dominated(child):
+                self.pruned.append(child)
+                continue
+            return child
+        return None
 
     def _bucket(self, cost: float) -> int:
         span = self.problem.max_cost - self.low_cost
@@ -513,17 +577,25 @@ class LayerNAS(Searcher):
         self._advance()  # a layer whose children were all evaluated before is closed at once
         if self.phase == "sweep":
             last_batch = n >= self.budget - len(self.trials) - len(self.pending)
-            while self.queue and len(out) < (n - 1 if last_batch else n):
-                out.append(self.queue.pop(0))
+            while len(out) < (n - 1 if last_batch else n):
+                child = self._next_child()
+                if child is None:
+                    break
+                out.append(child)
             if last_batch:
                 # The batch that ends the budget: never end without a feasible answer.
                 fallback = None if any(self.problem.feasible(e) for e in out) else self._feasible_fallback()
                 if fallback is not None:
                     self.queue = [c for c in self.queue if c != fallback]
                     out.append(fallback)
-                elif self.queue:
-                    out.append(self.queue.pop(0))
+                else:
+                    child = self._next_child()
+                    if child is not None:
+                        out.append(child)
             self._sweep_asked += len(out)
+            if not out and not self.queue and not self.pending:
+                self._advance()  # the step's last children were pruned: close it and go on
+                return self._propose(n)
             return out
         if self.phase == "refine":
             # A batch is n sequential picks: each the best-predicted unevaluated neighbour that is not
