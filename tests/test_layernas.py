@@ -331,3 +331,16 @@ def test_replay_of_a_batched_run_with_pruning():
     rebuilt.replay_log([HandOut(**h) for h in state["handouts"]])
     assert [t.encoding for t in rebuilt.trials] == [t.encoding for t in original.trials]
     assert rebuilt.pruned == original.pruned and original.pruned
+
+
+def test_a_bucket_is_dropped_when_a_better_candidate_takes_every_completion():
+    problem = additive_problem(23)  # the costliest network costs 23: the best kept one is unconstrained
+    dropping = run(LayerNAS(problem, budget=150, seed=0, num_buckets=4, dominated_buckets="drop"), noise=0.3)
+    greedy = run(LayerNAS(problem, budget=150, seed=0, num_buckets=1), noise=0.3)
+    assert dropping.dropped
+    assert [t.encoding for t in dropping.trials] == [t.encoding for t in greedy.trials]
+    keeping = run(LayerNAS(problem, budget=150, seed=0, num_buckets=4), noise=0.3)
+    assert keeping.dropped == [] and [t.encoding for t in keeping.trials] != [t.encoding for t in greedy.trials]
+    # At a tight target a candidate is dropped only once a better one's every completion fits.
+    tight = run(LayerNAS(additive_problem(8), budget=150, seed=0, num_buckets=4, dominated_buckets="drop"))
+    assert tight.dropped == [(1, 0, 1, 0, 0), (0, 0, 1, 0, 0), (0, 0, 0, 1, 0)]

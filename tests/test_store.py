@@ -32,8 +32,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
 
     current = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "attributes",
                                                          "bucket_plan": "per_step", "pick": "lower",
-                                                         "prune": "none"}}
-    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the four keys
+                                                         "prune": "none", "dominated_buckets": "keep"}}
+    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the five keys
     with TrialStore(str(tmp_path), old) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
     upgrade = functools.partial(upgrade_recorded, LayerNAS)
@@ -43,7 +43,7 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
             "requested 'lower'; searcher.steps: recorded 'layers', requested 'attributes'") in str(refused.value)
     legacy = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "layers",
                                                         "bucket_plan": "upfront", "pick": "blend",
-                                                        "prune": "none"}}
+                                                        "prune": "none", "dominated_buckets": "keep"}}
     with TrialStore(str(tmp_path), legacy, upgrade=upgrade) as store:
         assert len(store.trials()) == 1
     with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused

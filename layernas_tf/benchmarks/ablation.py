@@ -49,6 +49,8 @@ VARIANTS: Dict[str, tuple] = {
                           ["select_fraction=0"]),
     "pick=blend": ("final pick trusts the all-evaluations model (no lower of two)", ["pick=blend"]),
     "order=backward": ("layers searched output to input", ["order=backward"]),
+    "dominated_buckets=drop": ("a bucket's candidate is dropped when a better one takes every completion within the target",
+                               ["dominated_buckets=drop"]),
     "prune=dominated": ("sweep children a sibling dominates in committed cost and predicted reward are not trained",
                         ["prune=dominated"]),
 }

@@ -15,6 +15,10 @@ Beyond the paper (each is a setting; the README explains them):
 - prune="dominated" (not the default): a sweep child is not trained when a sibling (a child of the same
   parent in the same step) commits no more cost and beat it by more than one standard error under
   the step's other parents (paired rewards of the same two choices).
+- dominated_buckets="drop" (not the default): when a step closes, a bucket's candidate is dropped if a
+  better-scored kept candidate can take every completion within the target (unsearched layers at
+  their costliest still meet it): under the LayerNAS assumption any completion of the dropped one
+  scores lower than the same completion of the other, so its budget is better spent elsewhere.
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -39,6 +43,7 @@ STEPS = ("attributes", "layers")
 BUCKET_PLANS = ("per_step", "upfront")
 PICKS = ("lower", "blend")
 PRUNES = ("none", "dominated")
+DOMINATED_BUCKETS = ("keep", "drop")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -79,10 +84,15 @@ class LayerNAS(Searcher):
         the same parent in the same step, commits no more cost and beat it by more than one standard
         error under the step's other kept parents; the budget it saves goes to later steps' buckets
         and to refinement).
+      dominated_buckets: 'keep' or 'drop' (when a step closes, drop a bucket's candidate if a
+        better-scored kept candidate meets the target with every unsearched layer, and every open
+        attribute of its layer, at its costliest: the cheaper candidate's saving buys nothing the
+        other cannot already reach).
     """
 
     name = "layernas"
-    legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none"}
+    legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
+                       "dominated_buckets": "keep"}
     anytime = False  # its plan depends on the budget
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
@@ -90,13 +100,14 @@ class LayerNAS(Searcher):
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
-                 pick: str = "lower", prune: str = "none"):
+                 pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
                                      ("bucket_by", bucket_by, BUCKET_BYS), ("steps", steps, STEPS),
                                      ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS),
-                                     ("prune", prune, PRUNES)):
+                                     ("prune", prune, PRUNES),
+                                     ("dominated_buckets", dominated_buckets, DOMINATED_BUCKETS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -128,6 +139,8 @@ class LayerNAS(Searcher):
         self.bucket_plan = bucket_plan
         self.pick = pick
         self.prune = prune
+        self.dominated_buckets = dominated_buckets
+        self.dropped: List[Encoding] = []  # kept candidates dropped as dominated when their step closed
         self.pruned: List[Encoding] = []  # sweep children skipped as dominated, in hand-out order
         self._parent: Dict[Encoding, Encoding] = {}  # sweep child -> the parent that spawned it
         # The sweep's steps: (layer, attribute) with attribute None for a step over all options.
@@ -166,7 +179,8 @@ class LayerNAS(Searcher):
                 "order": self.order_name, "shrinkage": self.shrinkage, "top_for_refine": self.top_for_refine,
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
-                "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune}
+                "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
+                "dominated_buckets": self.dominated_buckets}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -398,7 +412,25 @@ class LayerNAS(Searcher):
         kept = []
         for index in sorted(buckets):
             kept.extend(self._ranked(buckets[index])[: self.per_bucket])
+        if self.dominated_buckets == "drop":
+            unconstrained = False  # whether a better-scored candidate kept so far takes every completion
+            useful = set()
+            for candidate in self._ranked(kept):
+                if unconstrained:
+                    self.dropped.append(candidate)
+                    continue
+                useful.add(candidate)
+                unconstrained = self._unconstrained(candidate)
+            kept = [c for c in kept if c in useful]
         return kept
+
+    def _unconstrained(self, encoding: Encoding) -> bool:
+        """Whether every completion of `encoding` (the unsearched layers, and the open attributes of
+        this step's layer, set any way) meets the target: at their costliest and at their cheapest."""
+        free = self._free_layers()
+        return all(self.problem.feasible(self.problem.filled(self._with_option(encoding, o), free, extreme))
+                   for o in self._open_options(encoding)
+                   for extreme in (self.problem.costliest, self.problem.cheapest))
 
     def _advance(self) -> None:
         """Close the current layer once all its children are told; move to the next or refine."""
