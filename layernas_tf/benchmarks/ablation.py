@@ -36,6 +36,7 @@ VARIANTS: Dict[str, tuple] = {
     "bucket_plan=upfront": ("one H for the whole sweep, from its worst case", ["bucket_plan=upfront"]),
     "layers+upfront": ("both of the above (the searcher before attribute steps)",
                        ["steps=layers", "bucket_plan=upfront"]),
+    "num_buckets=1": ("one cost bucket: a greedy sweep that keeps the best child of each step", ["num_buckets=1"]),
     "fill=cheapest": ("unsearched layers at their cheapest option", ["fill=cheapest"]),
     "bucket_by=total": ("buckets keyed on the child's whole cost", ["bucket_by=total"]),
     "selection=observed": ("rank by a candidate's own noisy reward", ["selection=observed"]),
