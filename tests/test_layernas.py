@@ -344,3 +344,21 @@ def test_a_bucket_is_dropped_when_a_better_candidate_takes_every_completion():
     # At a tight target a candidate is dropped only once a better one's every completion fits.
     tight = run(LayerNAS(additive_problem(8), budget=150, seed=0, num_buckets=4, dominated_buckets="drop"))
     assert tight.dropped == [(1, 0, 1, 0, 0), (0, 0, 1, 0, 0), (0, 0, 0, 1, 0)]
+
+
+def test_the_noise_estimate_divides_by_the_degrees_of_freedom_the_ridge_fit_leaves():
+    import numpy as np
+
+    from layernas_tf.search.additive import AdditiveModel
+
+    rng = random.Random(0)
+    observations = [((rng.randrange(3), rng.randrange(4), rng.randrange(2)), rng.gauss(0, 1)) for _ in range(30)]
+    model = AdditiveModel((3, 4, 2)).fit(observations)
+    features = np.zeros((30, 9))
+    for row, (encoding, _) in enumerate(observations):
+        for layer, option in enumerate(encoding):
+            features[row, model.offsets[layer] + option] = 1
+    hat = features @ np.linalg.inv(features.T @ features + np.eye(9)) @ features.T
+    squares = sum((r - model.predict(e)) ** 2 for e, r in observations)
+    assert model.noise_sd() == pytest.approx((squares / (30 - 1 - np.trace(hat))) ** 0.5, rel=1e-9)
+    assert AdditiveModel((3, 4, 2)).fit(observations[:4]).noise_sd() == float("inf")  # nothing left to estimate it

@@ -52,7 +52,7 @@ VARIANTS: Dict[str, tuple] = {
     "order=backward": ("layers searched output to input", ["order=backward"]),
     "dominated_buckets=drop": ("a bucket's candidate is dropped when a better one takes every completion within the target",
                                ["dominated_buckets=drop"]),
-    "prune=dominated": ("sweep children a sibling dominates in committed cost and predicted reward are not trained",
+    "prune=dominated": ("a sweep child is not trained when a sibling at no more committed cost beat it under the step's other parents",
                         ["prune=dominated"]),
 }
 

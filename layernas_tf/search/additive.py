@@ -45,8 +45,7 @@ class AdditiveModel:
         self.count = 0
         self.mean = 0.0
         self.effects: List[List[float]] = [[0.0] * n for n in self.num_options]
-        self._gram = None  # the regularised normal matrix of the last fit
-        self._residual_ss = 0.0  # its sum of squared residuals
+        self._fitted = None  # (regularised normal matrix, features, centred rewards) of the last fit
         self._noise = None  # noise_sd, once computed
 
     def fit(self, observations: Sequence[Tuple[Sequence[int], float]]) -> "AdditiveModel":
@@ -68,23 +67,23 @@ class AdditiveModel:
         with _one_blas_thread():
             weights = np.linalg.solve(gram, moments).tolist()
         self.effects = [weights[off:off + n] for off, n in zip(self.offsets, self.num_options)]
-        residuals = rewards - self.mean - np.asarray(weights)[features].sum(axis=1)
-        self._gram, self._residual_ss, self._noise = gram, float(np.sum(residuals ** 2)), None
+        self._fitted, self._noise = (gram, features, rewards - self.mean), None  # noise_sd uses them on demand
         return self
 
     def noise_sd(self) -> float:
         """The residual standard deviation, on the degrees of freedom the ridge fit leaves: the sum of
         squared residuals over N - 1 - tr(H), H = X (X'X + ridge I)^-1 X'; inf when fewer than two are
         left (the fit interpolates and says nothing about its noise)."""
-        if self._gram is None:
+        if self._fitted is None:
             return float("inf")
-        if self._noise is not None:
-            return self._noise
-        size = self.size
-        with _one_blas_thread():
-            inverse_trace = float(np.trace(np.linalg.inv(self._gram)))
-        left = self.count - 1 - (size - self.ridge * inverse_trace)
-        self._noise = float("inf") if left < 2 else (self._residual_ss / left) ** 0.5
+        if self._noise is None:
+            gram, features, centred = self._fitted
+            weights = np.concatenate([np.asarray(e, dtype=np.float64) for e in self.effects])
+            residual_ss = float(np.sum((centred - weights[features].sum(axis=1)) ** 2))
+            with _one_blas_thread():
+                inverse_trace = float(np.trace(np.linalg.inv(gram)))
+            left = self.count - 1 - (self.size - self.ridge * inverse_trace)
+            self._noise = float("inf") if left < 2 else (residual_ss / left) ** 0.5
         return self._noise
 
     def predict(self, encoding: Sequence[int]) -> float:
