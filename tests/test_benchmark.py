@@ -9,8 +9,8 @@ import pytest
 
 from conftest import REPO
 from layernas_tf.search import make_searcher, parse_settings
-from layernas_tf.search.harness import run_searcher
-from layernas_tf.search.tables import TableError, load_table, reordered_records, synthetic_records
+from layernas_tf.search.harness import query_noise, run_searcher
+from layernas_tf.search.tables import TableError, describe, load_table, noise_level, reordered_records, synthetic_records
 
 
 def _cli(module, *args):
@@ -63,6 +63,24 @@ def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, f
     assert payload["results"]["random_unaware"]["20"]["mean_queries"] == 20
     assert "| layernas[refine=none] |" in (out / "results.md").read_text()
     assert (out / "regret.png").stat().st_size > 1000
+
+
+def test_a_table_with_one_accuracy_per_architecture_is_noise_free(tmp_path):
+    path = tmp_path / "noise_free.json"
+    path.write_text(json.dumps(synthetic_records(3, 4, seed=5, noise=0.0, seeds=1)))
+    table = load_table(str(path))
+    assert noise_level(table) == 0.0
+    assert describe(table)[0].endswith("3 layers x (4, 4, 4) options, 1 seed, no query noise")
+    encoding = (1, 2, 3)
+    assert {table.query(encoding, query_noise(seed, encoding, 0)) for seed in range(5)} == {
+        table.mean_accuracy[encoding]}
+    out = tmp_path / "out"
+    done = _cli("layernas_tf.benchmarks.tables", f"--table={path}", "--algorithms=layernas,random",
+                "--runs=2", "--budgets=10,20", "--workers=1", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads((out / "results.json").read_text())
+    assert set(payload["results"]) == {"layernas", "random"}
+    assert payload["seeds"] == 1 and payload["query_noise"] == 0.0
 
 
 def test_benchmark_cli_refuses_a_malformed_table_and_a_bad_setting(tables, tmp_path):

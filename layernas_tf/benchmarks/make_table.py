@@ -1,6 +1,8 @@
 """Write benchmark tables the searchers have never seen, in the formats `layernas_tf.benchmarks.tables` reads.
 
     python -m layernas_tf.benchmarks.make_table --kind=synthetic --seed=1 --out=runs/tables/synthetic_1.json
+    python -m layernas_tf.benchmarks.make_table --kind=synthetic --seed=2 --layers=5 --options=8 --seeds=1 \
+        --noise=0 --out=runs/tables/noise_free_2.json
     python -m layernas_tf.benchmarks.make_table --kind=reorder --source=../shared/benchmarks/nas-bench-macro_cifar10.json \
         --order=7,6,5,4,3,2,1,0 --out=runs/tables/nbm_reversed.json
 
@@ -22,9 +24,11 @@ flags.DEFINE_enum("kind", "synthetic", ["synthetic", "reorder"], "What to write.
 flags.DEFINE_string("out", None, "Output JSON path.")
 flags.DEFINE_integer("seed", 0, "synthetic: seed of the made-up space.")
 flags.DEFINE_integer("layers", 6, "synthetic: searchable layers.", lower_bound=1, upper_bound=10)
-flags.DEFINE_integer("options", 4, "synthetic: options per layer.", lower_bound=2, upper_bound=10)
+flags.DEFINE_integer("options", 4, "synthetic: ordered width options per layer.", lower_bound=2, upper_bound=16)
 flags.DEFINE_enum("format", "channel_bench_macro", list(FORMATS), "synthetic: record format.")
 flags.DEFINE_float("noise", 0.2, "synthetic: per-seed accuracy noise (points).", lower_bound=0.0)
+flags.DEFINE_integer("seeds", 3, "synthetic: accuracies per architecture (1 with --noise=0: a noise-free table, "
+                     "one accuracy per architecture).", lower_bound=1, upper_bound=10)
 flags.DEFINE_string("source", None, "reorder: the table to permute.")
 flags.DEFINE_list("order", None, "reorder: new position i takes old position order[i].")
 
@@ -36,7 +40,7 @@ def main(argv):
     if FLAGS.kind == "synthetic":
         if FLAGS.options ** FLAGS.layers > 200_000:
             raise app.UsageError(f"--options ** --layers = {FLAGS.options ** FLAGS.layers}; at most 200,000 allowed")
-        records = synthetic_records(FLAGS.layers, FLAGS.options, FLAGS.seed, FLAGS.format, FLAGS.noise)
+        records = synthetic_records(FLAGS.layers, FLAGS.options, FLAGS.seed, FLAGS.format, FLAGS.noise, FLAGS.seeds)
     else:
         if not FLAGS.source or not FLAGS.order:
             raise app.UsageError("--kind=reorder needs --source (a table) and --order (a permutation, e.g. 2,1,0)")

@@ -33,7 +33,7 @@ from layernas_tf.search import ALGORITHMS, make_searcher, parse_settings
 from layernas_tf.settings_flag import define_layernas_settings
 from layernas_tf.search.harness import RunResult, paired_differences, run_searcher, summarize
 from layernas_tf.search.problem import InfeasibleTargetError
-from layernas_tf.search.tables import TableError, describe, load_table
+from layernas_tf.search.tables import TableError, describe, load_table, noise_level, seeds_per_architecture
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, "Path to a benchmark table (NAS-Bench-Macro or Channel-Bench-Macro JSON format).")
@@ -272,7 +272,8 @@ def describe_source(table, problem, fraction: float) -> dict:
     logging.info("target FLOPs <= %.0f (%.0f%% of max); oracle %s at %.3f", problem.max_cost, 100 * fraction,
                  table.key(oracle), oracle_acc)
     return {"table": table.path, "format": table.format, "flops_fraction": fraction, "target_flops": problem.max_cost,
-            "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc}
+            "oracle": table.key(oracle), "oracle_mean_acc": oracle_acc,
+            "seeds": seeds_per_architecture(table), "query_noise": noise_level(table)}
 
 
 def main(argv):

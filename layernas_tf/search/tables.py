@@ -136,13 +136,23 @@ def load_table(path: str) -> Table:
 
 
 def noise_level(table: Table) -> float:
-    """Median standard deviation across seeds: the noise of one query."""
-    return statistics.median(statistics.pstdev(v) for v in table.seed_accuracies.values() if len(v) > 1)
+    """Median standard deviation across seeds: the noise of one query (0.0 for a table that holds one
+    accuracy per architecture, whose queries all return that value)."""
+    spreads = [statistics.pstdev(v) for v in table.seed_accuracies.values() if len(v) > 1]
+    return statistics.median(spreads) if spreads else 0.0
+
+
+def seeds_per_architecture(table: Table) -> int:
+    """The most accuracies any architecture holds (1: a noise-free table)."""
+    return max(len(v) for v in table.seed_accuracies.values())
 
 
 def describe(table: Table) -> List[str]:
+    seeds = seeds_per_architecture(table)
+    noise = ("1 seed, no query noise" if seeds == 1
+             else f"{seeds} seeds, noise (median seed std) {noise_level(table):.3f}")
     return [f"{table.path}: {table.format}, {len(table.mean_accuracy)} architectures, "
-            f"{len(table.alphabets)} layers x {table.num_options} options, noise (median seed std) {noise_level(table):.3f}"]
+            f"{len(table.alphabets)} layers x {table.num_options} options, {noise}"]
 
 
 def synthetic_records(num_layers: int = 6, num_options: int = 4, seed: int = 0, fmt: str = "channel_bench_macro",
