@@ -156,11 +156,12 @@ def attribute_problem(max_cost, attributes=ATTRIBUTES):
 
 def test_attribute_steps_vary_one_attribute_of_a_kept_candidate_at_a_time():
     problem = attribute_problem(100)  # no binding target: one kept candidate per step
-    searcher = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1))
+    searcher = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1, speculate="none"))
     assert searcher.plan == [(layer, a) for layer in range(5) for a in ("width", "kernel")]
     # The root, then one new child per step: 1 + 10 * (2 - 1), against 1 + 5 * 3 over whole layers.
     assert len(searcher.trials) == 11
-    layers = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1, steps="layers"))
+    layers = run(LayerNAS(problem, budget=1000, seed=0, refine="none", num_buckets=1, steps="layers",
+                          speculate="none"))
     assert len(layers.trials) == 16
     seen = [searcher.trials[0].encoding]
     for trial in searcher.trials[1:]:

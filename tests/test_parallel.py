@@ -24,7 +24,7 @@ def _searcher(name, problem, budget, seed=0):
     return FACTORIES[name](problem, budget, seed)
 
 
-def drive(searcher, workers, seed, stop_after=None):
+def drive(searcher, workers, seed, stop_after=None, reward=value):
     """Keep `workers` trials in flight; finish a random one at a time (out of order). Returns when the
     searcher is done, or after `stop_after` results, leaving the in-flight ones pending."""
     rng = random.Random(seed)
@@ -36,7 +36,7 @@ def drive(searcher, workers, seed, stop_after=None):
         if not flying:
             break
         encoding = flying.pop(rng.randrange(len(flying)))
-        searcher.tell(encoding, value(encoding) + rng.gauss(0, 0.05))
+        searcher.tell(encoding, reward(encoding) + rng.gauss(0, 0.05))
         told += 1
     return searcher
 
@@ -94,6 +94,65 @@ def test_layernas_keeps_eight_workers_busy_in_refinement():
         encoding = flying.pop(rng.randrange(len(flying)))
         searcher.tell(encoding, rng.random())
     assert sum(busy) / len(busy) > 6  # mean trials in flight of 8
+
+
+def _cifar_problem():
+    from layernas_tf.costs import cost_function
+
+    space = get_space("cifar_mobilenet_v2")
+    return Problem(space.num_options, cost_function(space, "madds"), 6e6, default=space.default,
+                   option_attributes=space.option_attributes())
+
+
+def _cifar_reward(encoding):
+    """A made-up accuracy: a seeded effect per option plus a neighbour interaction."""
+    effects = [random.Random(f"{layer}:{option}").uniform(0, 1) for layer, option in enumerate(encoding)]
+    return sum(effects) + 0.3 * sum(a * b for a, b in zip(effects, effects[1:]))
+
+
+def _busy_sweep(searcher, workers, seed=0):
+    """Drive with `workers` in flight; the mean number in flight while the searcher is still sweeping."""
+    rng, flying, busy = random.Random(seed), [], []
+    while not searcher.done:
+        flying += searcher.ask(workers - len(flying))
+        if not flying:
+            break
+        if searcher.phase == "sweep":
+            busy.append(len(flying))
+        encoding = flying.pop(rng.randrange(len(flying)))
+        searcher.tell(encoding, _cifar_reward(encoding) + rng.gauss(0, 0.05))
+    return sum(busy) / len(busy)
+
+
+def test_speculation_keeps_workers_busy_during_the_sweep():
+    problem = _cifar_problem()
+    waiting = make_searcher("layernas", problem, 100, 0, speculate="none")
+    believer = make_searcher("layernas", problem, 100, 0)
+    assert _busy_sweep(waiting, 8) < 1.5  # about one trial at a time: a step has 1-2 new children
+    assert _busy_sweep(believer, 8) > 3
+    assert believer.speculated
+    assert len({t.encoding for t in believer.trials}) == len(believer.trials)  # nothing trained twice
+    # Speculated children that the real steps then kept were told before their step began.
+    assert set(believer.speculated) & {t.encoding for t in believer.trials[:60]}
+
+
+def test_a_sequential_search_never_speculates():
+    problem = _cifar_problem()
+    runs = [drive(make_searcher("layernas", problem, 80, 0, speculate=mode), workers=1, seed=3, reward=_cifar_reward)
+            for mode in ("believer", "none")]
+    assert runs[0].speculated == []
+    assert [t.encoding for t in runs[0].trials] == [t.encoding for t in runs[1].trials]
+
+
+def test_replay_rebuilds_a_speculating_search():
+    original = drive(make_searcher("layernas", _cifar_problem(), 70, 0), workers=6, seed=2, stop_after=50,
+                     reward=_cifar_reward)
+    assert original.speculated and original.pending
+    log = [HandOut(**h) for h in original.get_state()["handouts"]]
+    rebuilt = make_searcher("layernas", _cifar_problem(), 70, 0)
+    rebuilt.replay_log(log)
+    assert rebuilt.trials == original.trials and rebuilt.speculated == original.speculated
+    assert rebuilt.ask(4) == original.ask(4)
 
 
 # -- the coordinator, with a scripted executor --------------------------------------------------

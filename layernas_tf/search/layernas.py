@@ -19,6 +19,9 @@ Beyond the paper (each is a setting; the README explains them):
   better-scored kept candidate can take every completion within the target (unsearched layers at
   their costliest still meet it): under the LayerNAS assumption any completion of the dropped one
   scores lower than the same completion of the other, so its budget is better spent elsewhere.
+- speculate="believer": while a sweep step's last children run, idle workers get the next step's
+  children of the candidates the step is believed to keep (running ones at their model prediction),
+  then refinement picks; a sequential search is unchanged.
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -44,6 +47,7 @@ BUCKET_PLANS = ("per_step", "upfront")
 PICKS = ("lower", "blend")
 PRUNES = ("none", "dominated")
 DOMINATED_BUCKETS = ("keep", "drop")
+SPECULATES = ("believer", "none")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -88,11 +92,17 @@ class LayerNAS(Searcher):
         better-scored kept candidate meets the target with every unsearched layer, and every open
         attribute of its layer, at its costliest: the cheaper candidate's saving buys nothing the
         other cannot already reach).
+      speculate: 'believer' or 'none'. With 'believer', a worker that would wait for a sweep step's
+        last children gets a trial instead: running children are believed to score their
+        additive-model prediction, the step is closed on that belief, and the next step's children of
+        the believed keepers are handed out, then the refinement's best pick. A sequential search
+        never speculates (nothing is running when it asks), so its trials are unchanged; a parallel
+        one keeps its workers busy, and a speculated child that the real step keeps is not trained again.
     """
 
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
-                       "dominated_buckets": "keep"}
+                       "dominated_buckets": "keep", "speculate": "none"}
     anytime = False  # its plan depends on the budget
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
@@ -100,14 +110,16 @@ class LayerNAS(Searcher):
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
-                 pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep"):
+                 pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
+                 speculate: str = "believer"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
                                      ("bucket_by", bucket_by, BUCKET_BYS), ("steps", steps, STEPS),
                                      ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS),
                                      ("prune", prune, PRUNES),
-                                     ("dominated_buckets", dominated_buckets, DOMINATED_BUCKETS)):
+                                     ("dominated_buckets", dominated_buckets, DOMINATED_BUCKETS),
+                                     ("speculate", speculate, SPECULATES)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -140,6 +152,9 @@ class LayerNAS(Searcher):
         self.pick = pick
         self.prune = prune
         self.dominated_buckets = dominated_buckets
+        self.speculate = speculate
+        self.speculated: List[Encoding] = []  # sweep trials handed out ahead of their step, in hand-out order
+        self._step_set: set = set()  # the current step's children (queued, running or told)
         self.dropped: List[Encoding] = []  # kept candidates dropped as dominated when their step closed
         self.pruned: List[Encoding] = []  # sweep children skipped as dominated, in hand-out order
         self._parent: Dict[Encoding, Encoding] = {}  # sweep child -> the parent that spawned it
@@ -180,7 +195,7 @@ class LayerNAS(Searcher):
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
                 "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
-                "dominated_buckets": self.dominated_buckets}
+                "dominated_buckets": self.dominated_buckets, "speculate": self.speculate}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -331,19 +346,24 @@ class LayerNAS(Searcher):
             options = [o for o in options if self.problem.same_except(layer, o, parent[layer], (attribute,))]
         return [parent[:layer] + (option,) + parent[layer + 1:] for option in options]
 
-    def _start_layer(self) -> None:
-        seen = set()
-        self.queue, self.layer_children, self._parent = [], [], {}
-        for parent in self.kept:
+    def _spawn(self, parents: Sequence[Encoding]) -> Dict[Encoding, Encoding]:
+        """The current step's completable children of `parents`, each with the parent that spawned it."""
+        spawned: Dict[Encoding, Encoding] = {}
+        for parent in parents:
             for child in self._step_children(parent):
-                if child in seen or not self._completable(child):
-                    continue
-                seen.add(child)
-                self._parent[child] = parent
-                if child in self.rewards:
-                    self.layer_children.append(child)
-                else:
-                    self.queue.append(child)
+                if child not in spawned and self._completable(child):
+                    spawned[child] = parent
+        return spawned
+
+    def _start_layer(self) -> None:
+        self.queue, self.layer_children = [], []
+        self._parent = self._spawn(self.kept)
+        self._step_set = set(self._parent)
+        for child in self._parent:
+            if child in self.rewards:
+                self.layer_children.append(child)
+            elif child not in self.pending:  # a speculated child still running joins when it is told
+                self.queue.append(child)
 
     def _step_value(self, option: int):
         """What the current step varies about `option` of its layer: the option, or its step attribute."""
@@ -403,21 +423,32 @@ class LayerNAS(Searcher):
         index = int((cost - self.low_cost) / span * self.num_buckets)
         return min(max(index, 0), self.num_buckets - 1)
 
-    def _keep_best_per_bucket(self, candidates: Sequence[Encoding]) -> List[Encoding]:
+    def _keep_best_per_bucket(self, candidates: Sequence[Encoding], believed: Optional[Dict[Encoding, float]] = None
+                              ) -> List[Encoding]:
+        """The best `per_bucket` candidates of each cost bucket, ranked by score (or by `believed`
+        scores, which also stand in for results still running: a speculative close, which records nothing)."""
+        if believed is None:
+            scores = {c: self.score(c) for c in candidates if self.rewards.get(c) is not None}
+        else:
+            scores = {c: believed[c] for c in candidates if c in believed}
+
+        def ranked(group):
+            return sorted(group, key=lambda c: (-scores[c], c))
+
         buckets: Dict[int, List[Encoding]] = {}
-        for c in candidates:
-            if self.rewards.get(c) is not None:
-                key = self._committed_cost(c) if self.bucket_by == "committed" else self.problem.cost_of(c)
-                buckets.setdefault(self._bucket(key), []).append(c)
+        for c in scores:
+            key = self._committed_cost(c) if self.bucket_by == "committed" else self.problem.cost_of(c)
+            buckets.setdefault(self._bucket(key), []).append(c)
         kept = []
         for index in sorted(buckets):
-            kept.extend(self._ranked(buckets[index])[: self.per_bucket])
+            kept.extend(ranked(buckets[index])[: self.per_bucket])
         if self.dominated_buckets == "drop":
             unconstrained = False  # whether a better-scored candidate kept so far takes every completion
             useful = set()
-            for candidate in self._ranked(kept):
+            for candidate in ranked(kept):
                 if unconstrained:
-                    self.dropped.append(candidate)
+                    if believed is None:
+                        self.dropped.append(candidate)
                     continue
                 useful.add(candidate)
                 unconstrained = self._unconstrained(candidate)
@@ -432,9 +463,12 @@ class LayerNAS(Searcher):
                    for o in self._open_options(encoding)
                    for extreme in (self.problem.costliest, self.problem.cheapest))
 
+    def _step_running(self) -> bool:
+        return any(p in self._step_set for p in self.pending)
+
     def _advance(self) -> None:
         """Close the current layer once all its children are told; move to the next or refine."""
-        while self.phase == "sweep" and not self.queue and not self.pending:
+        while self.phase == "sweep" and not self.queue and not self._step_running():
             self.num_buckets = self._buckets_after(self.position)
             self.bucket_history.append(self.num_buckets)
             kept = self._keep_best_per_bucket(self.layer_children)
@@ -625,7 +659,15 @@ class LayerNAS(Searcher):
                     if child is not None:
                         out.append(child)
             self._sweep_asked += len(out)
-            if not out and not self.queue and not self.pending:
+            if self.speculate == "believer" and not self.queue:
+                while len(out) < n:
+                    child = self._speculative_child(out)
+                    if child is None:
+                        break
+                    self.speculated.append(child)
+                    out.append(child)
+                    self._sweep_asked += 1  # counted per pick, as n asks of one would
+            if not out and not self.queue and not self._step_running():
                 self._advance()  # the step's last children were pruned: close it and go on
                 return self._propose(n)
             return out
@@ -644,10 +686,42 @@ class LayerNAS(Searcher):
             return out
         return out
 
+    def _speculative_child(self, batch: Sequence[Encoding]) -> Optional[Encoding]:
+        """A trial for a worker that would wait on the current step's running children, or None (wait).
+
+        Running candidates (pending, and earlier picks of `batch`) are believed to score their prediction
+        by the search-time additive model; told ones score as usual. The current step is closed on that
+        belief, and the answer is the first child of the next step's believed keepers that is neither
+        told nor running; failing that (all running, or this is the last step), the refinement's best
+        pick, which already ranks running candidates at their prediction. Nothing deeper: a step closed
+        on belief is often closed wrongly, and children two steps ahead of a wrong belief are trials
+        no sequential search would run. It depends only on what was told and what is running, so replay
+        (one ask at a time, in the recorded interleaving) rebuilds it.
+        """
+        if self.selection != "additive" or sum(r is not None for r in self.rewards.values()) < 2:
+            return None
+        running = set(self.pending) | set(batch)
+        model = self._fitted_model(self.model_fraction)
+        believed = {c: self.score(c) if self.rewards.get(c) is not None else model.predict(c)
+                    for c in self._parent if self.rewards.get(c) is not None or c in running}
+        position, num_buckets = self.position, self.num_buckets
+        try:
+            self.num_buckets = self._buckets_after(position)
+            kept = self._keep_best_per_bucket(list(self._parent), believed) or self.kept
+            self.position = position + 1
+            if self.position < len(self.plan):
+                for child in self._spawn(kept):
+                    if child not in self.rewards and child not in running:
+                        return child
+        finally:
+            self.position, self.num_buckets = position, num_buckets
+        return self._best_refinement(batch) if self.refine != "none" else None
+
     def _observe(self, trial: Trial) -> None:
         self.rewards[trial.encoding] = trial.reward
         if self.phase == "sweep":
-            self.layer_children.append(trial.encoding)
+            if trial.encoding in self._step_set:
+                self.layer_children.append(trial.encoding)
             self._advance()
 
 
