@@ -109,7 +109,7 @@ def make_problem(space: SearchSpace, target: Target, input_size: int, num_classe
     """
     if target.metric == "latency_ms":
         if latency_fn is None:
-            raise ValueError("a latency_ms target needs latency_fn (e.g. profiler.calibrate_latency_model)")
+            raise ValueError("a latency_ms target needs latency_fn (e.g. layernas_tf.latency.linear_model.calibrate_latency_model)")
         cost = latency_fn
     else:
         cost = cost_function(space, target.metric, input_size, num_classes)

@@ -358,9 +358,10 @@ LATENCY_PREDICTOR_FILE = "latency_predictor.json"
 def _latency_predictor(space, image_size: int, num_classes: int, search_dir: pathlib.Path):
     """The latency predictor of this search: the one stored in --search_dir when resuming (so a resumed
     search sees the same costs), else one built from the flags; stored in --search_dir when new."""
-    from layernas_tf import latency_kit, quiet
-    from layernas_tf.latency_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
-    from layernas_tf.profiler import LatencyModel, calibrate_latency_model
+    from layernas_tf import quiet
+    from layernas_tf.latency import kit as latency_kit
+    from layernas_tf.latency.block_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
+    from layernas_tf.latency.linear_model import LatencyModel, calibrate_latency_model
 
     stored_path = search_dir / LATENCY_PREDICTOR_FILE
     stored = json.loads(stored_path.read_text()) if stored_path.exists() else None
