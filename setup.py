@@ -32,7 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "layernas=layernas_tf.main:run",
-            "layernas-profile=layernas_tf.profile:run",
+            "layernas-profile=layernas_tf.latency.cli:run",
             "layernas-benchmark=layernas_tf.benchmarks.tables:run",
             "layernas-ablation=layernas_tf.benchmarks.ablation:run",
             "layernas-make-table=layernas_tf.benchmarks.make_table:run",

@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 
 from export import tflite
-from layernas_tf.latency import make_interpreter, measure_latency, predict
+from layernas_tf.latency.timing import make_interpreter, measure_latency, predict
 
 INT8_DROP_WARNING_POINTS = 2.0
 

@@ -29,6 +29,7 @@ from absl import logging
 
 from layernas_tf.coordinator import Coordinator, TooManyFailuresError  # noqa: F401 - re-exported
 from layernas_tf.costs import candidate_costs, cost_function
+from layernas_tf.report import SearchProgress
 from layernas_tf.runner import trial_seed  # noqa: F401 - re-exported
 from layernas_tf.search import Problem, make_searcher
 from layernas_tf.store import COMPLETED, TrialRecord, TrialStore, summary_counts
@@ -109,7 +110,7 @@ def make_problem(space: SearchSpace, target: Target, input_size: int, num_classe
     """
     if target.metric == "latency_ms":
         if latency_fn is None:
-            raise ValueError("a latency_ms target needs latency_fn (e.g. profiler.calibrate_latency_model)")
+            raise ValueError("a latency_ms target needs latency_fn (e.g. layernas_tf.latency.linear_model.calibrate_latency_model)")
         cost = latency_fn
     else:
         cost = cost_function(space, target.metric, input_size, num_classes)
@@ -127,7 +128,7 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
            latency_fn: Optional[Callable[[Sequence[int]], float]] = None, config: Optional[dict] = None,
            on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None,
            on_resume: Optional[Callable[[List[TrialRecord]], None]] = None,
-           on_running: Optional[Callable[[int], None]] = None) -> SearchResult:
+           on_running: Optional[Callable[[int], None]] = None, verbose: int = 1) -> SearchResult:
     """Search `space` for the most accurate candidate within `target`.
 
     Args:
@@ -164,6 +165,8 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
       on_trial: called with each newly finished `TrialRecord` and the current best (or None).
       on_resume: called once with the stored trials (possibly none) before training starts.
       on_running: called with the number of running trials when it changes.
+      verbose: 1 (default) shows a progress bar on stderr: trials finished, trials running, the best
+        trial's validation accuracy and its cost; 0 is silent. The callbacks are called either way.
 
     A proposal of an encoding already trained (random search may repeat itself) is answered from the
     store without training again, and stored as a repeat.
@@ -176,8 +179,9 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
       IncompatibleSearchError: `search_dir` holds a search with other settings (named in the message).
       TooManyFailuresError: `max_consecutive_failures` trials failed in a row; every trial so far is
         stored, and a rerun with the same `search_dir` resumes after the cause is fixed.
-      ValueError: an unknown searcher or executor, bad settings, or live datasets (or an unpicklable
-        compile_fn / fit_kwargs) with an executor that runs trials in other processes.
+      ValueError: an unknown searcher or executor, a `verbose` other than 0 or 1, bad settings, or live
+        datasets (or an unpicklable compile_fn / fit_kwargs) with an executor that runs trials in other
+        processes.
     """
     from layernas_tf import executors
     from layernas_tf.runner import LiveData, TrialSpec
@@ -187,6 +191,8 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
         raise ValueError(f"searcher={searcher!r}; allowed: {', '.join(SEARCHERS)}")
     if max_consecutive_failures < 1:
         raise ValueError(f"max_consecutive_failures={max_consecutive_failures} must be at least 1")
+    if verbose not in (0, 1):
+        raise ValueError(f"verbose={verbose!r}; allowed: 0 (silent) or 1 (a progress bar)")
     if isinstance(executor, str) and executor not in executors.EXECUTORS:
         raise ValueError(f"executor={executor!r}; allowed: {', '.join(executors.EXECUTORS)}")
     if validation_data is not None:
@@ -210,6 +216,11 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
                     "searcher": algorithm.settings(), **(config or {})}
     search_dir = search_dir or tempfile.mkdtemp(prefix="layernas_")
     store = TrialStore(search_dir, store_config, upgrade=functools.partial(upgrade_recorded, type(algorithm)))
+    progress = SearchProgress(max_trials) if verbose else None
+    if progress is not None:
+        on_resume, on_trial, on_running = (_together(on_resume, progress.on_resume),
+                                           _together(on_trial, progress.on_trial),
+                                           _together(on_running, progress.on_running))
     if on_resume is not None:
         on_resume(store.trials())
 
@@ -230,6 +241,8 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
                                   on_trial=on_trial, on_running=on_running, on_completed=chance.check)
         done = coordinator.run()
     finally:
+        if progress is not None:
+            progress.close()
         if not isinstance(executor, executors.Executor):
             runner.close()
         store.close()
@@ -239,6 +252,15 @@ def search(space: SearchSpace, train_data, validation_data, target: Target, *, m
     scores = {key: algorithm.selection_score(space.parse(key)) for key, t in trained.items() if t.status == COMPLETED}
     return SearchResult(space, target, done.trials, winner, algorithm.get_state(), done.store_seconds,
                         done.resumed_trials, scores)
+
+
+def _together(*callbacks: Optional[Callable]) -> Callable:
+    """One callback that calls each of `callbacks` (None skipped) with the same arguments, in order."""
+    def call(*args):
+        for callback in callbacks:
+            if callback is not None:
+                callback(*args)
+    return call
 
 
 def _check_picklable(**values) -> None:

@@ -9,6 +9,8 @@ trainable). Both match what `searchspaces.builder` builds, exactly.
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from searchspaces.space import Architecture, SearchSpace
@@ -110,7 +112,6 @@ def pairwise_terms(space: SearchSpace, input_size: int, num_classes: int,
     """`PairwiseTerms` for the cost `exact(encoding)`, whose per-part values `values(arch)` are
     (stem, one per layer, head); None when the space does not decompose that way (blocks not one per
     layer, or a check on `checks` random candidates finds a difference from `exact`)."""
-    import random
 
     n = space.num_options
     default = list(space.default)
@@ -194,3 +195,21 @@ def cost_function(space: SearchSpace, metric: str, input_size: int = 0, num_clas
     if metric not in COST_METRICS:
         raise ValueError(f"unknown cost metric {metric!r}; allowed: {', '.join(COST_METRICS)}")
     return CostFunction(space, metric, input_size or space.input_size, num_classes or space.num_classes)
+
+
+def profile_random(space, num: int, seed: int, input_size: int, num_classes: int) -> dict:
+    """Analytic costs of `num` random candidates; returns throughput and cost ranges."""
+    rng = random.Random(seed)
+    encodings = [space.random(rng) for _ in range(num)]
+    madds_of = cost_function(space, "madds", input_size, num_classes)
+    start = time.perf_counter()
+    madds = [madds_of(e) for e in encodings]
+    elapsed = time.perf_counter() - start
+    return {
+        "search_space": space.name,
+        "candidates": num,
+        "seconds": elapsed,
+        "candidates_per_second": num / elapsed if elapsed > 0 else float("inf"),
+        "madds_min": min(madds),
+        "madds_max": max(madds),
+    }

@@ -27,6 +27,7 @@ from absl import app, flags, logging
 import searchspaces
 from layernas_tf.api import SEARCHERS, TooManyFailuresError
 from layernas_tf.executors import EXECUTORS, default_workers
+from layernas_tf.report import progress_bar as _progress_bar
 from train.spec import CACHES, FOLDER_PREFIX, MIN_IMAGE_SIZE
 from layernas_tf.search import parse_settings
 from layernas_tf.search.layernas import sweep_upper_bound
@@ -265,7 +266,7 @@ def main(argv):
             config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
                     "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format,
                     "proxy_examples": FLAGS.proxy_examples, **latency_config},
-            on_trial=on_trial, on_resume=on_resume, on_running=on_running)
+            on_trial=on_trial, on_resume=on_resume, on_running=on_running, verbose=0)
     except TooManyFailuresError as e:
         runner.close()
         logging.error("%s", e)
@@ -358,9 +359,10 @@ LATENCY_PREDICTOR_FILE = "latency_predictor.json"
 def _latency_predictor(space, image_size: int, num_classes: int, search_dir: pathlib.Path):
     """The latency predictor of this search: the one stored in --search_dir when resuming (so a resumed
     search sees the same costs), else one built from the flags; stored in --search_dir when new."""
-    from layernas_tf import latency_kit, quiet
-    from layernas_tf.latency_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
-    from layernas_tf.profiler import LatencyModel, calibrate_latency_model
+    from layernas_tf import quiet
+    from layernas_tf.latency import kit as latency_kit
+    from layernas_tf.latency.block_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
+    from layernas_tf.latency.linear_model import LatencyModel, calibrate_latency_model
 
     stored_path = search_dir / LATENCY_PREDICTOR_FILE
     stored = json.loads(stored_path.read_text()) if stored_path.exists() else None
@@ -420,13 +422,6 @@ def _check_target(space, target, target_flag: str, image_size: int, num_classes:
     except InfeasibleTargetError as e:
         raise app.UsageError(f"--{target_flag}: {e} for --search_space={space.name} at {image_size}x{image_size}, "
                              f"{num_classes} classes")
-
-
-def _progress_bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
 
 
 def run():

@@ -7,7 +7,7 @@ import math
 import pathlib
 from typing import Dict, List, Optional, Sequence
 
-from layernas_tf.store import COMPLETED, TrialRecord
+from layernas_tf.store import COMPLETED, RUNNING, TrialRecord
 
 
 class TensorBoardLogger:
@@ -52,6 +52,40 @@ class TensorBoardLogger:
             tf.summary.scalar("madds", record.madds, step=0)
             tf.summary.scalar("params", record.params, step=0)
         self.writer.flush()
+
+
+def progress_bar(total: int):
+    """A tqdm bar over `total` trials (count, elapsed and remaining time, then a postfix), on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+
+class SearchProgress:
+    """The progress of a search on one bar: trials finished of `total`, trials running, and the best
+    trial's validation accuracy and cost. Its methods take the search's callbacks
+    (`on_resume`, `on_trial`, `on_running`); `close()` ends the bar."""
+
+    def __init__(self, total: int):
+        self.bar = progress_bar(total)
+        self.status: Dict[str, object] = {}
+
+    def on_resume(self, stored: Sequence[TrialRecord]) -> None:
+        self.bar.update(sum(t.status != RUNNING for t in stored))
+
+    def on_trial(self, record: TrialRecord, best: Optional[TrialRecord]) -> None:
+        if best is not None:
+            self.status.update(best=f"{best.reward:.4f}", cost=f"{best.cost:,.4g}")
+        self.bar.set_postfix(self.status, refresh=False)
+        self.bar.update(1)
+
+    def on_running(self, count: int) -> None:
+        self.status["running"] = count
+        self.bar.set_postfix(self.status)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def best_so_far(trials: Sequence[TrialRecord], low: float, high: float,

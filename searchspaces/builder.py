@@ -156,7 +156,7 @@ def _head(keras_module, x, head_conv: Optional[ConvSpec], point_filters: int, po
 
 def build_part(part, keras_module=None):
     """A one-part Keras model (stem, block or head) at the input shape the part gets inside a candidate,
-    for timing it alone (see `layernas_tf.latency_table.Part`)."""
+    for timing it alone (see `layernas_tf.latency.block_table.Part`)."""
     keras_module = keras_module or _default_keras()
     inputs = keras_module.Input(shape=(part.input_size, part.input_size, part.in_filters), name="image")
     if part.kind == "stem":

@@ -187,3 +187,28 @@ def test_chance_check_warns_once_when_every_trial_is_at_chance():
     assert not check.check([0.5, 0.9, 0.5])  # one trial learned
     assert check.check([0.5, 0.55, 0.6])
     assert not check.check([0.5, 0.55, 0.6])  # once
+
+
+def test_verbose_1_shows_a_progress_bar_of_trials_running_best_and_cost_and_the_callbacks_still_run(tmp_path, capsys):
+    seen = []
+    result = api.search(SPACE, _data(), _data(seed=1), api.Target("madds", 1e6), max_trials=2, epochs=1, search_dir=str(tmp_path),
+                        input_size=8, num_classes=2, on_trial=lambda record, best: seen.append(best))
+    bar = capsys.readouterr().err
+    assert len(seen) == 2 and len(result.trials) == 2
+    best = seen[-1]  # the default (576,000 MAdds at 8x8) is within the target, so a best exists from trial 1
+    assert "trials: 100%" in bar and "2/2 [" in bar
+    assert f"best={best.reward:.4f}" in bar and f"cost={best.cost:,.4g}" in bar and "running=" in bar
+
+
+def test_verbose_0_is_silent_and_the_callbacks_still_run(tmp_path, capsys):
+    seen = []
+    api.search(SPACE, _data(), _data(seed=1), _target(), max_trials=2, epochs=1, search_dir=str(tmp_path),
+               input_size=8, num_classes=2, on_trial=lambda record, best: seen.append(record.status), verbose=0)
+    captured = capsys.readouterr()
+    assert seen == [COMPLETED, COMPLETED]
+    assert "trials:" not in captured.err and "best=" not in captured.err and captured.out == ""
+
+
+def test_a_bad_verbose_is_refused_naming_the_argument():
+    with pytest.raises(ValueError, match=r"verbose=2; allowed: 0 \(silent\) or 1 \(a progress bar\)"):
+        api.search(SPACE, _data(), _data(), _target(), input_size=8, num_classes=2, verbose=2)

@@ -61,6 +61,8 @@ def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, f
             assert {"mean_regret", "q25", "q75", "mean_queries"} <= set(cell)
             assert cell["q25"] <= cell["q75"] and cell["mean_regret"] >= 0
     assert payload["results"]["random_unaware"]["20"]["mean_queries"] == 20
+    assert set(payload["at_equal_time"]["20"]) == {"units", "mean_regret"}
+    assert set(payload["at_equal_time"]["20"]["mean_regret"]) == {"layernas[refine=none]", "random_unaware"}
     assert "| layernas[refine=none] |" in (out / "results.md").read_text()
     assert (out / "regret.png").stat().st_size > 1000
 
@@ -81,6 +83,33 @@ def test_a_table_with_one_accuracy_per_architecture_is_noise_free(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert set(payload["results"]) == {"layernas", "random"}
     assert payload["seeds"] == 1 and payload["query_noise"] == 0.0
+
+
+def _cells(metric, by_budget):
+    other = "mean_score" if metric == "mean_regret" else "mean_regret"
+    return {b: {metric: value, other: None if metric == "mean_score" else 90.0, "mean_wall_units": units}
+            for b, (value, units) in by_budget.items()}
+
+
+@pytest.mark.parametrize("metric, values, at_reference_times, bold", [
+    # tables: regret, lower is better; random's 0.45 at 10 units is between its 0.6 at 5 and 0.3 at 20 in log time
+    ("mean_regret", {"layernas": {10: (0.5, 10.0), 20: (0.2, 40.0)}, "random": {10: (0.6, 5.0), 20: (0.3, 20.0)}},
+     {"10": {"layernas": 0.5, "random": 0.45}, "20": {"layernas": 0.2, "random": 0.3}}, "| layernas | 0.500 | **0.200** |"),
+    # objectives: score, higher is better
+    ("mean_score", {"layernas": {10: (90.0, 10.0), 20: (95.0, 40.0)}, "random": {10: (88.0, 5.0), 20: (94.0, 20.0)}},
+     {"10": {"layernas": 90.0, "random": 91.0}, "20": {"layernas": 95.0, "random": 94.0}}, "| random | **91.000** | 94.000 |"),
+])
+def test_results_at_equal_time_are_named_after_what_they_hold(metric, values, at_reference_times, bold):
+    from layernas_tf.benchmarks.tables import equal_time_table
+
+    summary = {algorithm: _cells(metric, by_budget) for algorithm, by_budget in values.items()}
+    markdown, data = equal_time_table(summary, "layernas", [10, 20])
+    assert set(data) == {"10", "20"}
+    for budget, expected in at_reference_times.items():
+        assert set(data[budget]) == {"units", metric}
+        assert data[budget]["units"] == values["layernas"][int(budget)][1]
+        assert data[budget][metric] == pytest.approx(expected)
+    assert bold in markdown
 
 
 def test_benchmark_cli_refuses_a_malformed_table_and_a_bad_setting(tables, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import searchspaces
 from conftest import REPO
 from export import tflite
-from layernas_tf.latency import measure_latency, predict
+from layernas_tf.latency.timing import measure_latency, predict
 from searchspaces import get_space
 from searchspaces.builder import build
 
@@ -130,7 +130,7 @@ def test_qat_refuses_a_keras3_model():
 
 def _profile(*args):
     return subprocess.run(
-        [sys.executable, "-m", "layernas_tf.profile", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "layernas_tf.latency.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 
@@ -166,7 +166,7 @@ def test_profile_cli_refuses_an_unknown_space():
 
 def test_latency_model_is_calibrated_on_measured_candidates():
     from layernas_tf.api import Target, make_problem
-    from layernas_tf.profiler import calibrate_latency_model
+    from layernas_tf.latency.linear_model import calibrate_latency_model
 
     space = get_space("cifar_mobilenet_v2")
     model = calibrate_latency_model(space, 8, 10, "float", samples=4, runs=3)

@@ -10,8 +10,8 @@ import pytest
 
 import searchspaces
 from conftest import REPO
-from layernas_tf.latency_kit import CALIBRATION_MODELS
-from layernas_tf.latency_table import (
+from layernas_tf.latency.kit import CALIBRATION_MODELS
+from layernas_tf.latency.block_table import (
     LatencyTable,
     LatencyTableError,
     Part,
@@ -212,7 +212,7 @@ def test_malformed_tables_are_refused_naming_the_entry(tmp_path):
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
-    from layernas_tf.latency_kit import write_kit
+    from layernas_tf.latency.kit import write_kit
 
     space = searchspaces.get_space("nas_bench_macro")
     out = tmp_path_factory.mktemp("kit")
@@ -232,7 +232,7 @@ def test_a_kit_holds_every_part_and_its_calibration_models(kit):
 
 @pytest.fixture(scope="module")
 def local_table(kit):
-    from layernas_tf.latency_kit import build_table
+    from layernas_tf.latency.kit import build_table
 
     space, out, _ = kit
     table = build_table([(space, 8, 10)], "int8", 1, str(out), workers=1, passes=3)
@@ -258,7 +258,7 @@ def test_the_profiler_prints_predicted_and_measured_latency(kit, local_table):
     import subprocess
 
     _, out, _ = kit
-    done = subprocess.run([sys.executable, "-m", "layernas_tf.profile", "--search_space=nas_bench_macro",
+    done = subprocess.run([sys.executable, "-m", "layernas_tf.latency.cli", "--search_space=nas_bench_macro",
                            "--input_size=8", "--num_classes=10", "--arch=11111111", "--latency", "--quantize=int8",
                            f"--latency_table={out / 'table.json'}", "--runs=10"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -270,18 +270,18 @@ def test_the_profiler_prints_predicted_and_measured_latency(kit, local_table):
 
 
 def test_the_command_path_runs_benchmark_model_style_output_through_the_parser(kit):
-    from layernas_tf.latency_kit import time_with_command
+    from layernas_tf.latency.kit import time_with_command
 
     space, out, _ = kit
     files = sorted(str(p) for p in out.glob("int8~block-*.tflite"))[:2]
-    command = f"{sys.executable} -m layernas_tf.benchmark_model --graph={{tflite}} --num_runs=20"
+    command = f"{sys.executable} -m layernas_tf.latency.benchmark_model --graph={{tflite}} --num_runs=20"
     timed = time_with_command(files, f"cd {REPO} && {command}", str(out))
     assert set(timed) == set(files)
     assert all(0 < ms < 100 for ms in timed.values())
 
 
 def test_a_failing_command_is_refused_naming_the_file(kit):
-    from layernas_tf.latency_kit import time_with_command
+    from layernas_tf.latency.kit import time_with_command
 
     _, out, _ = kit
     first = sorted(str(p) for p in out.glob("int8~block-*.tflite"))[0]

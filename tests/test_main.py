@@ -87,7 +87,7 @@ def test_run_writes_results_plots_exports_and_logs(finished_run):
 
 
 def test_exported_int8_model_scores_what_the_report_says(finished_run, image_folder):
-    from layernas_tf.latency import predict
+    from layernas_tf.latency.timing import predict
     from train.data import load_dataset
 
     search_dir, _ = finished_run
@@ -216,8 +216,8 @@ def _latency_csv(path, scale=1.0):
     """A device table for cifar_mobilenet_v2 at 8x8, 10 classes, as a user brings it back: key,ms rows for
     every part and for the kit's calibration models (whole model = 0.05 ms + the sum of its parts)."""
     import searchspaces
-    from layernas_tf.latency_kit import calibration_encodings
-    from layernas_tf.latency_table import architecture_parts, model_key, space_parts
+    from layernas_tf.latency.kit import calibration_encodings
+    from layernas_tf.latency.block_table import architecture_parts, model_key, space_parts
 
     space = searchspaces.get_space("cifar_mobilenet_v2")
     entries = {k: scale * (0.002 + 1e-6 * p.input_size ** 2 * max(p.out_filters, 1))
@@ -244,7 +244,7 @@ def test_a_latency_search_stores_its_table_and_refuses_another_on_resume(tmp_pat
     db = sqlite3.connect(search_dir / "trials.sqlite")
     config = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM config")}
     db.close()
-    from layernas_tf.latency_table import LatencyTable
+    from layernas_tf.latency.block_table import LatencyTable
 
     fingerprint = LatencyTable(**{k: stored["table"][k] for k in ("quantization", "num_threads", "device",
                                                                    "entries_ms", "calibration")}).fingerprint()

@@ -102,6 +102,7 @@ def test_the_benchmark_cli_runs_an_objective_and_writes_mean_scores(tmp_path):
             cell = payload["results"][algorithm][budget]
             assert cell["mean_regret"] is None and 85 < cell["mean_score"] < 97 and cell["runs"] == 3
     assert set(payload["paired"]["score_diff_of"]) == {"random"}
+    assert set(payload["at_equal_time"]["60"]) == {"units", "mean_score"}  # scores, not regret, for objectives
     assert "mean score" in (out / "results.md").read_text()
 
 

@@ -64,9 +64,9 @@ def accuracy_row(predicted, measured) -> dict:
 
 
 def benchmark_format(space, input_size, num_classes, quantization, kit_dir) -> tuple:
-    from layernas_tf import latency_kit
-    from layernas_tf.latency_table import TableLatency, fit_calibration, kit_file_name, model_key
-    from layernas_tf.profiler import fit_latency_model, linear_calibration_encodings
+    from layernas_tf.latency import kit as latency_kit
+    from layernas_tf.latency.block_table import TableLatency, fit_calibration, kit_file_name, model_key
+    from layernas_tf.latency.linear_model import fit_latency_model, linear_calibration_encodings
 
     start = time.perf_counter()
     table = latency_kit.build_table([(space, input_size, num_classes)], quantization, FLAGS.threads, kit_dir,

@@ -18,7 +18,8 @@ from absl import app, flags  # noqa: E402
 
 import searchspaces  # noqa: E402
 from layernas_tf.costs import candidate_costs  # noqa: E402
-from layernas_tf.profiler import measure_tflite_latency, profile_random  # noqa: E402
+from layernas_tf.costs import profile_random  # noqa: E402
+from layernas_tf.latency.timing import measure_tflite_latency  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "runs/profile_benchmark", "Output folder.")

@@ -171,8 +171,8 @@ def markdown_table(summary: dict, budgets: List[int]) -> str:
     return "\n".join(lines)
 
 
-def regret_at_time(by_budget: Dict[int, dict], units: float, metric: str = "mean_regret"):
-    """Mean regret (or `metric`) an algorithm has reached after `units` of simulated time: interpolated
+def metric_at_time(by_budget: Dict[int, dict], units: float, metric: str = "mean_regret"):
+    """The mean regret (or `metric`) an algorithm has reached after `units` of simulated time: interpolated
     between its checkpoints in log time, its last value after its last checkpoint, None before its first."""
     import math
 
@@ -189,20 +189,22 @@ def regret_at_time(by_budget: Dict[int, dict], units: float, metric: str = "mean
 
 
 def equal_time_table(summary: dict, reference: str, budgets: List[int]) -> Tuple[str, dict]:
-    """Every algorithm's regret at the simulated times `reference` needs for each budget (markdown, data)."""
+    """Every algorithm's mean regret (tables) or mean score (objectives) at the simulated times `reference`
+    needs for each budget: (markdown, {budget: {"units": time, "mean_regret" or "mean_score": {algorithm:
+    value or None}}}), the key being the one the results' cells use for the same measure."""
     data = {}
     metric = metric_of(summary)
     best = min if metric == "mean_regret" else max
     for b in budgets:
         units = summary[reference][b]["mean_wall_units"]
-        data[b] = {"units": units, "regret": {a: regret_at_time(by, units, metric) for a, by in summary.items()}}
+        data[b] = {"units": units, metric: {a: metric_at_time(by, units, metric) for a, by in summary.items()}}
     lines = [f"| algorithm | " + " | ".join(f"{data[b]['units']:.0f} units ({reference} @{b})" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     for algorithm in summary:
         cells = []
         for b in budgets:
-            values = {a: r for a, r in data[b]["regret"].items() if r is not None}
-            r = data[b]["regret"][algorithm]
+            values = {a: r for a, r in data[b][metric].items() if r is not None}
+            r = data[b][metric][algorithm]
             cell = "n/a" if r is None else f"{r:.3f}"
             cells.append(f"**{cell}**" if r is not None and r == best(values.values()) else cell)
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")

@@ -1,8 +1,8 @@
 """A local stand-in for TensorFlow Lite's `benchmark_model`: time one `.tflite` file with the LiteRT
 interpreter and print the same summary lines, so `--latency_command` can be tried without a device.
 
-    python -m layernas_tf.benchmark_model --graph=model.tflite --num_threads=1 --num_runs=50
-    layernas --target_latency_ms=2 --latency_command='python -m layernas_tf.benchmark_model --graph={tflite}'
+    python -m layernas_tf.latency.benchmark_model --graph=model.tflite --num_threads=1 --num_runs=50
+    layernas --target_latency_ms=2 --latency_command='python -m layernas_tf.latency.benchmark_model --graph={tflite}'
 
 Like `benchmark_model`, it reports the mean of the timed runs in microseconds.
 """
@@ -30,7 +30,7 @@ def main(argv):
     import numpy as np
 
     from layernas_tf import quiet
-    from layernas_tf.latency import _random_input, make_interpreter
+    from layernas_tf.latency.timing import _random_input, make_interpreter
 
     print("INFO: STARTING!")
     print(f"INFO: Graph: [{FLAGS.graph}]")

@@ -1,6 +1,7 @@
-"""TFLite inference with the LiteRT interpreter: latency measurement and batched prediction.
+"""Timing TFLite models with the LiteRT interpreter, and batched prediction with it.
 
-Uses `ai_edge_litert` only (no TensorFlow import), so timing runs in a light process.
+The interpreter functions use `ai_edge_litert` only (no TensorFlow import), so timing runs in a light
+process; `measure_tflite_latency` builds and converts a candidate first, so it loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from typing import Optional
 
 import numpy as np
+from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 
 
@@ -91,3 +93,25 @@ def predict(tflite_model: bytes, images: np.ndarray, num_threads: int = 1, inter
             y = (y.astype(np.float32) - out_zero) * out_scale
         scores.append(y)
     return np.stack(scores)
+
+
+def measure_tflite_latency(space, encoding, input_size, num_classes, quantize, num_threads, runs, warmup) -> dict:
+    """Median latency (ms) of the float model and, with quantize='int8', of the int8 model, built from
+    `encoding` of `space` and converted in this process (which therefore loads TensorFlow)."""
+    from export import tflite
+    from searchspaces.builder import build
+
+    model = build(space, encoding, (input_size, input_size, 3), num_classes)
+    variants = {"float": tflite.convert(model, "float")}
+    if quantize == "int8":
+        # Latency does not depend on the calibration data, so random images in [-1, 1] serve.
+        calibration = np.random.default_rng(0).uniform(-1, 1, (8, input_size, input_size, 3)).astype(np.float32)
+        variants["int8"] = tflite.convert(model, "int8", calibration)
+    result, spread = {}, {}
+    for name, flatbuffer in variants.items():
+        stats = measure_latency(flatbuffer, num_threads=num_threads, warmup=warmup, runs=runs)
+        result[name] = round(stats.median_ms, 3)
+        spread[name] = {"p10": round(stats.p10_ms, 3), "p90": round(stats.p90_ms, 3), "size_bytes": len(flatbuffer)}
+        logging.info("%s: median %.3f ms (p10 %.3f, p90 %.3f) over %d runs, %d thread(s), %d bytes",
+                     name, stats.median_ms, stats.p10_ms, stats.p90_ms, runs, num_threads, len(flatbuffer))
+    return {"latency_ms": result, "latency_spread_ms": spread, "num_threads": num_threads}

@@ -1,7 +1,7 @@
 """Profile a candidate: analytic MAdds and params, optionally measured TFLite latency.
 
-    python -m layernas_tf.profile --search_space=mobilenet_v3_large --arch=default --latency --quantize=int8
-    python -m layernas_tf.profile --search_space=mobilenet_v3_large --random=20000 --seed=0
+    python -m layernas_tf.latency.cli --search_space=mobilenet_v3_large --arch=default --latency --quantize=int8
+    python -m layernas_tf.latency.cli --search_space=mobilenet_v3_large --random=20000 --seed=0
     layernas-profile --latency_kit=kit_v3s --search_space=mobilenet_v3_small --input_size=224 --quantize=int8
 
 With --latency the candidate is converted and timed, and its latency is also predicted from the
@@ -22,7 +22,8 @@ from absl import app, flags  # noqa: E402
 
 import searchspaces  # noqa: E402
 from layernas_tf import costs  # noqa: E402
-from layernas_tf.profiler import measure_tflite_latency, profile_random  # noqa: E402
+from layernas_tf.costs import profile_random  # noqa: E402
+from layernas_tf.latency.timing import measure_tflite_latency  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("search_space", "mobilenet_v3_large", list(searchspaces.SPACE_NAMES), "Search space to profile.")
@@ -49,7 +50,7 @@ def main(argv):
     input_size = FLAGS.input_size or space.input_size
     num_classes = FLAGS.num_classes or space.num_classes
     if FLAGS.latency_kit:
-        from layernas_tf.latency_kit import write_kit
+        from layernas_tf.latency.kit import write_kit
 
         quantization = "int8" if FLAGS.quantize == "int8" else "float"
         manifest = write_kit(FLAGS.latency_kit, quantization, [(space, input_size, num_classes)], workers=FLAGS.workers)
@@ -88,8 +89,8 @@ def main(argv):
 
 
 def _predicted(space, encoding, input_size, num_classes, formats) -> dict:
-    from layernas_tf import latency_kit
-    from layernas_tf.latency_table import TableLatency, load_table, model_id
+    from layernas_tf.latency import kit as latency_kit
+    from layernas_tf.latency.block_table import TableLatency, load_table, model_id
 
     spaces = [(space, input_size, num_classes)]
     predicted = {}

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from absl import logging
 
 from layernas_tf import costs
-from layernas_tf.latency_table import (
+from layernas_tf.latency.block_table import (
     LatencyTable,
     LatencyTableError,
     Part,
@@ -250,7 +250,7 @@ def time_locally(paths: Sequence[str], num_threads: int = 1, passes: int = 5, pa
     """
     import numpy as np
 
-    from layernas_tf.latency import _random_input, make_interpreter
+    from layernas_tf.latency.timing import _random_input, make_interpreter
 
     rng = np.random.default_rng(seed)
     interpreters = {}
@@ -375,7 +375,7 @@ def cached_table(spaces: Sequence[Tuple[SearchSpace, int, int]], quantization: s
     """
     import hashlib
 
-    from layernas_tf.latency_table import load_table
+    from layernas_tf.latency.block_table import load_table
 
     kit_dir = kit_dir or default_kit_dir()
     tag = hashlib.sha256(command.encode()).hexdigest()[:8] if command else "local"
