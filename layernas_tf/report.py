@@ -203,6 +203,27 @@ def results_payload(winner: Optional[TrialRecord], export: Optional[object], cou
     return payload
 
 
+def phase_rates(trials: Sequence[TrialRecord], sweep_trials: int, started_at: float) -> Dict[str, dict]:
+    """Trials per minute of a LayerNAS search's two phases, from the stored finish times.
+
+    The sweep is the first `sweep_trials` hand-outs (trial numbers follow hand-out order; the searcher's
+    `_sweep_asked`); it runs from `started_at` (the search's start, seconds since the epoch) to its last
+    trial's finish, and the refinement from there to the last finish of the rest. Repeats and trials
+    still running are left out. Returns {"sweep": {...}, "refine": {...}}, each with "trials",
+    "minutes" and "trials_per_min" (None for a phase with no trial or no time).
+    """
+    done = [t for t in trials if t.status != RUNNING and t.repeat_of is None and t.finished_at]
+    sweep = [t for t in done if t.number < sweep_trials]
+    refine = [t for t in done if t.number >= sweep_trials]
+    sweep_end = max((t.finished_at for t in sweep), default=started_at)
+    phases = {}
+    for name, group, start in (("sweep", sweep, started_at), ("refine", refine, sweep_end)):
+        minutes = (max((t.finished_at for t in group), default=start) - start) / 60.0
+        phases[name] = {"trials": len(group), "minutes": round(minutes, 2),
+                        "trials_per_min": round(len(group) / minutes, 2) if group and minutes > 0 else None}
+    return phases
+
+
 def write_json(payload: dict, path: str) -> None:
     tmp = pathlib.Path(f"{path}.tmp")
     tmp.write_text(json.dumps(payload, indent=2))

@@ -30,3 +30,19 @@ def test_summary_table_ranks_by_score_and_shows_the_target_metric_once():
     assert ranked == ["1-1", "1-0", "0-0"] and lines[1].split()[0] == "2*"
     assert "2-2" not in table  # outside the target range
     assert "NaN loss" in table
+
+
+def test_phase_rates_split_the_search_at_the_sweeps_last_hand_out():
+    from layernas_tf.report import phase_rates
+    from layernas_tf.store import COMPLETED, RUNNING, TrialRecord
+
+    def trial(number, finished_at, status=COMPLETED, repeat_of=None):
+        return TrialRecord(number, f"{number}", 1.0, 1, 1, status, 0.5, finished_at=finished_at, repeat_of=repeat_of)
+
+    # Sweep: trials 0-2, the last finishing 6 minutes after the start; refinement: 3-5 over 2 minutes
+    # (trial 5 is a repeat, trial 6 still runs).
+    trials = [trial(0, 1060), trial(1, 1180), trial(2, 1360), trial(3, 1420), trial(4, 1480),
+              trial(5, 1481, repeat_of=4), trial(6, 0, status=RUNNING)]
+    assert phase_rates(trials, sweep_trials=3, started_at=1000) == {
+        "sweep": {"trials": 3, "minutes": 6.0, "trials_per_min": 0.5},
+        "refine": {"trials": 2, "minutes": 2.0, "trials_per_min": 1.0}}
