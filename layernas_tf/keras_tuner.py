@@ -362,8 +362,13 @@ class LayerNASOracle(keras_tuner.Oracle):
 
     @keras_tuner.synchronized
     def end_trial(self, trial):
-        super().end_trial(trial)
-        trial = self.trials[trial.trial_id]
+        try:
+            super().end_trial(trial)  # raises when max_consecutive_failed_trials is reached
+        finally:
+            self._tell_ended(self.trials[trial.trial_id])
+
+    def _tell_ended(self, trial) -> None:
+        """Tell the searcher a trial's final result (and answer the repeats that waited for it)."""
         if trial.trial_id in self._retry_queue or self.searcher is None:
             return  # it runs again; the searcher hears of it when it is final
         record = next((r for r in self.handouts if r["trial_id"] == trial.trial_id), None)
