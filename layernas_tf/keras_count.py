@@ -13,7 +13,7 @@ refused by name instead of being counted as free: give the tuner a `cost_fn` for
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, List, Tuple
 
 from layernas_tf.costs import Costs
 
@@ -62,53 +62,75 @@ def _layers(model) -> Iterable:
             yield layer
 
 
-def count_model(model) -> Costs:
-    """MAdds and trainable params of a built Keras model (Keras 3 or tf-keras).
+def count_layers(model) -> List[Tuple[str, Costs]]:
+    """(class name, MAdds and trainable params) of every leaf layer of a built Keras model, in order.
 
     Raises:
       UncountedLayerError: a layer with trainable weights of a kind not in WEIGHTED_LAYERS or
         FREE_LAYERS (the message names it and its class).
     """
-    madds = 0
+    out = []
     for layer in _layers(model):
         kind = type(layer).__name__
-        if kind in WEIGHTED_LAYERS:
-            madds += _layer_madds(layer)
-        elif kind not in FREE_LAYERS and layer.trainable_weights:
+        if kind not in WEIGHTED_LAYERS and kind not in FREE_LAYERS and layer.trainable_weights:
             raise UncountedLayerError(
                 f"layer {layer.name!r} ({kind}) has weights whose multiply-adds are not counted; counted layers: "
                 f"{', '.join(WEIGHTED_LAYERS)}. Pass cost_fn(values) -> float to cost such models")
+        params = sum(math.prod(v.shape) for v in layer.trainable_weights)
+        out.append((kind, Costs(int(_layer_madds(layer)), int(params))))
+    return out
+
+
+def count_model(model) -> Costs:
+    """MAdds and trainable params of a built Keras model (Keras 3 or tf-keras).
+
+    Raises:
+      UncountedLayerError: see `count_layers`.
+    """
+    madds = sum(costs.madds for _, costs in count_layers(model))
     params = sum(math.prod(v.shape) for v in model.trainable_weights)
     return Costs(madds=int(madds), params=int(params))
 
 
-def count_without_weights(build) -> Costs:
-    """`count_model(build())` without initializing the model's weights.
+def count_without_weights(build, count=None):
+    """`count(build())` (default `count_model`) without initializing the model's weights.
 
     Inside a Keras 3 StatelessScope variables are created uninitialized and queued for a later
     initialization; the queue entries this build added are dropped again, so a model built only to
-    be counted costs its graph (~0.1 s for a MobileNetV2) and not its random weights.
-    `Model.compile` does nothing during the build (an optimizer's variables cannot be created
-    without values, and counting needs no optimizer). A build that still creates a variable with a
-    value (a custom layer) is run again normally.
+    be counted costs its graph (~0.1 s for a MobileNetV2) and not its random weights. Optimizers
+    (whose variables start from values, which a StatelessScope refuses) are created outside it,
+    and `Model.compile` does nothing meanwhile (counting needs no compiled model). A build that
+    still creates a variable from a value (a custom layer) is run again normally.
     """
     import keras
 
+    count = count or count_model
     try:
         from keras.src.backend.common import global_state
+        from keras.src.optimizers.base_optimizer import BaseOptimizer
     except ImportError:  # another Keras layout: build normally
-        return count_model(build())
+        return count(build())
     queue = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
     before = len(queue)
-    compile_method = keras.Model.compile
+    compile_method, optimizer_init = keras.Model.compile, BaseOptimizer.__init__
+
+    def init_outside_scope(self, *args, **kwargs):
+        scope = global_state.get_global_attribute("stateless_scope")
+        global_state.set_global_attribute("stateless_scope", None)
+        try:
+            optimizer_init(self, *args, **kwargs)
+        finally:
+            global_state.set_global_attribute("stateless_scope", scope)
+
     keras.Model.compile = lambda self, *args, **kwargs: None
+    BaseOptimizer.__init__ = init_outside_scope
     try:
         with keras.StatelessScope(initialize_variables=False):
-            return count_model(build())
+            return count(build())
     except ValueError as e:
         if "stateless scope" not in str(e):
             raise
     finally:
-        keras.Model.compile = compile_method
+        keras.Model.compile, BaseOptimizer.__init__ = compile_method, optimizer_init
         del queue[before:]
-    return count_model(build())
+    return count(build())

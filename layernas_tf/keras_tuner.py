@@ -45,6 +45,10 @@ from layernas_tf.search import Problem, make_searcher
 from layernas_tf.search.base import HandOut
 from layernas_tf.search.problem import Encoding, InfeasibleTargetError
 
+# LayerNAS settings the oracle changes from the searcher's defaults. Unsearched layers at their
+# cheapest option: every sweep child then meets the target, so none is skipped untrained (with
+# fill="default", children over the target would be answered as failed without training).
+SEARCHER_SETTINGS = {"fill": "cheapest"}
 # How long a tuner waits before asking again when the oracle has nothing to hand out yet.
 IDLE_WAIT_SECONDS = 0.5
 # A layer with more options than this is almost surely a continuous range given a step of 1 by mistake.
@@ -151,9 +155,17 @@ def _index_of(values: Sequence, value) -> int:
 class CandidateCosts:
     """Cost of an encoding under the target's metric, cached per candidate.
 
-    With `cost_fn`, its value; otherwise the hypermodel is built with the candidate's values and
-    counted (MAdds and params both kept, so a later look-up of either is free). `seconds` is the
-    time spent costing, `evaluations` the number of candidates costed.
+    With `cost_fn`, its value. Otherwise the hypermodel is built with the candidate's values and
+    counted layer by layer (MAdds and params both kept). Building is what costs time, and the
+    searcher checks far more candidates than it proposes, so `learn` looks for the structure most
+    layerwise hypermodels have: the same layers for every candidate, each layer's cost set by a few
+    hyperparameters (those whose change alone changes it). When random candidates built to check
+    it are predicted exactly, a candidate whose every layer's setting was already seen is costed
+    by a sum of look-ups; any other candidate is built, which teaches the settings it has. Costs of
+    trials are always counted on the built model (`exact`); a prediction found wrong switches the
+    look-ups off for good.
+
+    `seconds` is the time spent costing, `builds` the number of models built.
     """
 
     def __init__(self, table: LayerTable, hyperparameters, metric: str, cost_fn=None, hypermodel=None):
@@ -164,10 +176,19 @@ class CandidateCosts:
                              "(LayerNAS passes it; LayerNASOracle(..., hypermodel=...))")
         self.table, self.hyperparameters, self.metric = table, hyperparameters, metric
         self.cost_fn, self.hypermodel = cost_fn, hypermodel
-        self.counts: Dict[Encoding, Costs] = {}
+        self.built: Dict[Encoding, Costs] = {}  # counted on a built model
+        self.predicted: Dict[Encoding, Costs] = {}  # summed from per-layer look-ups
         self.custom: Dict[Encoding, float] = {}
+        self.kinds: Optional[Tuple[str, ...]] = None  # the layer classes every candidate has, in order
+        self.depends: Optional[List[Tuple[int, ...]]] = None  # per layer, the hyperparameters setting its cost
+        self.layer_costs: Dict[Tuple[int, Tuple[int, ...]], Costs] = {}
         self.seconds = 0.0
-        self.evaluations = 0
+        self.builds = 0
+
+    @property
+    def evaluations(self) -> int:
+        """Candidates costed so far (built, predicted or given by cost_fn)."""
+        return len(self.custom) if self.cost_fn is not None else len(self.built.keys() | self.predicted.keys())
 
     def __call__(self, encoding: Encoding) -> float:
         encoding = tuple(encoding)
@@ -178,19 +199,68 @@ class CandidateCosts:
         return getattr(self.costs(encoding), self.metric)
 
     def costs(self, encoding: Encoding) -> Costs:
-        """MAdds and params of the built candidate."""
+        """MAdds and params of a candidate: counted, or predicted from look-ups when `learn` found
+        the hypermodel's structure."""
         encoding = tuple(encoding)
-        if encoding not in self.counts:
-            self.counts[encoding] = self._timed(self._count, encoding)
-        return self.counts[encoding]
+        known = self.built.get(encoding) or self.predicted.get(encoding)
+        if known is None:
+            known = self._timed(self._predict_or_build, encoding)
+        return known
 
+    def exact(self, encoding: Encoding) -> Costs:
+        """MAdds and params counted on the built candidate. A prediction that differs switches the
+        look-ups off."""
+        encoding = tuple(encoding)
+        if encoding not in self.built:
+            self._timed(self._build, encoding)
+        counted = self.built[encoding]
+        if encoding in self.predicted and self.predicted[encoding] != counted:
+            self.depends = None
+        return counted
+
+    def learn(self, checks: int = 8, seed: int = 0) -> bool:
+        """Build the default and each one-hyperparameter change of it, find which hyperparameters
+        set each layer's cost, and check the look-ups on `checks` random candidates. Returns True
+        when they hold (then `costs` predicts); False when the layers differ between candidates or a
+        check fails (then every candidate is built)."""
+        import random
+
+        default = tuple(self.table.default)
+        changed = [(i, o) for i, n in enumerate(self.table.num_options) for o in range(n) if o != default[i]]
+        per_layer = {default: self._timed(self._layers, default)}
+        for i, o in changed:
+            encoding = default[:i] + (o,) + default[i + 1:]
+            per_layer[encoding] = self._timed(self._layers, encoding)
+        kinds = {tuple(k for k, _ in layers) for layers in per_layer.values()}
+        if len(kinds) != 1:
+            return False
+        base = per_layer[default]
+        depends = []
+        for position, (_, cost) in enumerate(base):
+            depends.append(tuple(sorted({i for i, o in changed
+                                         if per_layer[default[:i] + (o,) + default[i + 1:]][position][1] != cost})))
+        self.kinds, self.depends = kinds.pop(), depends
+        for encoding, layers in per_layer.items():
+            self._remember(encoding, layers)
+        rng = random.Random(seed)
+        for _ in range(checks):
+            encoding = tuple(rng.randrange(n) for n in self.table.num_options)
+            predicted = self._predicted(encoding)
+            if encoding in self.built:
+                continue
+            self._timed(self._build, encoding)
+            if self.depends is None or (predicted is not None and predicted != self.built[encoding]):
+                self.depends = None
+                return False
+        return True
+
+    # -- internals ----------------------------------------------------------------------------------
     def _timed(self, fn, encoding):
         start = time.perf_counter()
         try:
             return fn(encoding)
         finally:
             self.seconds += time.perf_counter() - start
-            self.evaluations += 1
 
     def _custom(self, encoding: Encoding) -> float:
         values = self.table.values(encoding)
@@ -203,15 +273,54 @@ class CandidateCosts:
                                     "number >= 0")
         return float(value)
 
-    def _count(self, encoding: Encoding) -> Costs:
+    def _layers(self, encoding: Encoding) -> List[Tuple[str, Costs]]:
+        from layernas_tf.keras_count import count_layers
+
         values = self.table.values(encoding)
         hp = self.hyperparameters.copy()
         hp.values = dict(values)
         try:
-            return count_without_weights(lambda: self.hypermodel.build(hp))
+            layers = count_without_weights(lambda: self.hypermodel.build(hp), count_layers)
         except Exception as e:
             raise CostFunctionError(f"building the hypermodel to count its {self.metric} failed with "
                                     f"{type(e).__name__}: {e} for values {values}") from e
+        self.builds += 1
+        self.built[encoding] = Costs(sum(c.madds for _, c in layers), sum(c.params for _, c in layers))
+        return layers
+
+    def _build(self, encoding: Encoding) -> Costs:
+        layers = self._layers(encoding)
+        if self.depends is not None:
+            if tuple(k for k, _ in layers) != self.kinds:
+                self.depends = None
+            else:
+                self._remember(encoding, layers)
+        return self.built[encoding]
+
+    def _remember(self, encoding: Encoding, layers) -> None:
+        for position, ((_, cost), depends) in enumerate(zip(layers, self.depends)):
+            key = (position, tuple(encoding[i] for i in depends))
+            if self.layer_costs.setdefault(key, cost) != cost:  # a layer's cost depends on more: stop predicting
+                self.depends = None
+                return
+
+    def _predicted(self, encoding: Encoding) -> Optional[Costs]:
+        if self.depends is None:
+            return None
+        madds = params = 0
+        for position, depends in enumerate(self.depends):
+            cost = self.layer_costs.get((position, tuple(encoding[i] for i in depends)))
+            if cost is None:
+                return None
+            madds, params = madds + cost.madds, params + cost.params
+        return Costs(madds, params)
+
+    def _predict_or_build(self, encoding: Encoding) -> Costs:
+        predicted = self._predicted(encoding)
+        if predicted is not None:
+            self.predicted[encoding] = predicted
+            return predicted
+        return self._build(encoding)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,7 +366,7 @@ class LayerNASOracle(keras_tuner.Oracle):
                          max_retries_per_trial=max_retries_per_trial,
                          max_consecutive_failed_trials=max_consecutive_failed_trials)
         self.target, self.cost_fn, self.hypermodel = target, cost_fn, hypermodel
-        self.searcher_settings = dict(searcher_settings or {})
+        self.searcher_settings = {**SEARCHER_SETTINGS, **(searcher_settings or {})}
         self.searcher = None
         self.table: Optional[LayerTable] = None
         self.candidate_costs: Optional[CandidateCosts] = None
@@ -283,6 +392,8 @@ class LayerNASOracle(keras_tuner.Oracle):
         if cost is None:
             self.candidate_costs = CandidateCosts(table, self.hyperparameters, self.target.metric, self.cost_fn,
                                                   self.hypermodel)
+            if self.cost_fn is None:
+                self.candidate_costs.learn(seed=self.seed)
             cost, attributes = self.candidate_costs, None
         else:
             cost, attributes = cost
@@ -334,7 +445,7 @@ class LayerNASOracle(keras_tuner.Oracle):
             record = {"encoding": list(encoding), "trial_id": None, "reward": None, "told_before": self._told,
                       "told_order": None}
             self.handouts.append(record)
-            if not self.searcher.problem.feasible(encoding):  # never trained (LayerNAS proposes none such)
+            if not self._meets_target(encoding):  # never trained: answered as failed
                 self._tell(record, None)
                 continue
             original = self._trained_record(encoding)
@@ -347,6 +458,12 @@ class LayerNASOracle(keras_tuner.Oracle):
             self.trial_costs[trial_id] = self._describe(encoding)
             return {"status": _RUNNING, "values": self.table.values(encoding)}
 
+    def _meets_target(self, encoding: Encoding) -> bool:
+        if self.candidate_costs is not None and self.cost_fn is None:  # counted on the built model, not predicted
+            value = getattr(self.candidate_costs.exact(encoding), self.target.metric)
+            return self.target.min_value <= value <= self.target.max_value
+        return self.searcher.problem.feasible(encoding)
+
     def _trained_record(self, encoding: Encoding) -> Optional[dict]:
         for record in self.handouts:
             if record["trial_id"] is not None and tuple(record["encoding"]) == encoding:
@@ -354,10 +471,10 @@ class LayerNASOracle(keras_tuner.Oracle):
         return None
 
     def _describe(self, encoding: Encoding) -> dict:
-        description = {"encoding": list(encoding), self.target.metric: self.searcher.problem.cost_of(encoding)}
         if self.candidate_costs is not None and self.cost_fn is None:
-            costs = self.candidate_costs.costs(encoding)
-            description.update(madds=costs.madds, params=costs.params)
+            costs = self.candidate_costs.exact(encoding)
+            return {"encoding": list(encoding), "madds": costs.madds, "params": costs.params}
+        description = {"encoding": list(encoding), self.target.metric: self.searcher.problem.cost_of(encoding)}
         return description
 
     @keras_tuner.synchronized

@@ -12,7 +12,7 @@ import pytest
 import layernas_tf
 from layernas_tf.api import make_problem
 from layernas_tf.keras_count import count_model
-from layernas_tf.keras_tuner import (CostFunctionError, LayerNAS, LayerTable, SpaceHyperModel,
+from layernas_tf.keras_tuner import (SEARCHER_SETTINGS, CostFunctionError, LayerNAS, LayerTable, SpaceHyperModel,
                                      UnsearchableSpaceError)
 from layernas_tf.search import InfeasibleTargetError, make_searcher
 
@@ -258,7 +258,7 @@ def test_space_hypermodel_proposes_what_the_project_searcher_proposes(tmp_path):
     tuner.search(verbose=0)
 
     problem = make_problem(hypermodel.space, target, 32, 10)
-    searcher = make_searcher("layernas", problem, 14, 5)
+    searcher = make_searcher("layernas", problem, 14, 5, **SEARCHER_SETTINGS)
     while not searcher.done:
         proposals = searcher.ask(1)
         if not proposals:
@@ -270,3 +270,51 @@ def test_space_hypermodel_proposes_what_the_project_searcher_proposes(tmp_path):
     trained = [hypermodel.encoding(t.hyperparameters.values) for t in tuner.oracle.trials.values()]
     assert trained == list(dict.fromkeys(ours))  # repeats are answered, not trained
     assert all(problem.cost_of(e) <= 3.0e6 for e in trained)
+
+
+# -- costing without training -------------------------------------------------------------------------
+
+
+def _table_and_costs(build):
+    from layernas_tf.keras_tuner import CandidateCosts
+
+    hp = keras_tuner.HyperParameters()
+    build(hp)
+    table = LayerTable(hp)
+    return table, CandidateCosts(table, hp, "madds", hypermodel=keras_tuner.HyperModel.__new__(_Wrapped).wrap(build))
+
+
+class _Wrapped(keras_tuner.HyperModel):
+    def wrap(self, build):
+        keras_tuner.HyperModel.__init__(self)
+        self._build_fn = build
+        return self
+
+    def build(self, hp):
+        return self._build_fn(hp)
+
+
+def test_per_layer_look_ups_predict_built_counts_exactly_with_few_builds():
+    import random
+
+    from layernas_tf.benchmarks.keras_tuner import build_digits_cnn
+
+    table, costs = _table_and_costs(build_digits_cnn)
+    assert costs.learn(checks=4)
+    builds = costs.builds
+    rng = random.Random(0)
+    candidates = {tuple(rng.randrange(n) for n in table.num_options) for _ in range(40)}
+    predicted = {e: costs.costs(e) for e in candidates}
+    assert costs.builds - builds < len(candidates) and costs.predicted  # some are look-ups
+    for encoding, value in predicted.items():
+        hp = keras_tuner.HyperParameters()
+        hp.values = table.values(encoding)
+        assert value == count_model(build_digits_cnn(hp)), table.values(encoding)
+
+
+def test_look_ups_are_off_when_a_hyperparameter_changes_the_layers():
+    table, costs = _table_and_costs(build_cnn)  # 'pool' adds a layer
+    assert not costs.learn(checks=2)
+    encoding = (2, 1, 0, 1)
+    assert costs.costs(encoding).params == _params(table.values(encoding))
+    assert encoding in costs.built
