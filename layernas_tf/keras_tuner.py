@@ -1,7 +1,7 @@
 """LayerNAS for Keras Tuner: cost-targeted search over any layerwise HyperModel.
 
 ```python
-import keras_tuner, layernas_tf
+import keras, layernas_tf
 from layernas_tf.keras_tuner import LayerNAS
 
 def build_model(hp):
@@ -19,12 +19,15 @@ tuner.search(x, y, epochs=2, validation_data=(x_val, y_val))
 ```
 
 Each tunable `Choice`, `Boolean` and stepped `Int`/`Float` hyperparameter is one LayerNAS layer, in
-the order the hypermodel first declares it; `Fixed` ones keep their value. Candidates are costed
-without training: by `cost_fn(values)` when given, otherwise by building the hypermodel (weights
-left uninitialized) and counting MAdds and params with `layernas_tf.keras_count`. Costs are cached
-per candidate. The oracle drives the project's own LayerNAS searcher (`layernas_tf.search`) through
-its ask/tell interface, so only candidates within the target are ever handed to a tuner, and a
-candidate proposed again is answered from its first trial instead of being trained twice.
+the order the hypermodel first declares it; `Fixed` ones keep their value. Options keep their
+declared order: the searcher finds each layer's cheapest and costliest option itself. Candidates
+are costed without training: by `cost_fn(values)` when given, otherwise by building the hypermodel
+(weights left uninitialized) and counting MAdds and params with `layernas_tf.keras_count`, most of
+them by per-layer look-ups learnt from a few builds (`CandidateCosts`). Costs are cached per
+candidate. The oracle drives the project's own LayerNAS searcher (`layernas_tf.search`) through its
+ask/tell interface; each proposal is counted on its built model before it is handed to a tuner, so
+a candidate over the target is never trained, and a candidate proposed again is answered from its
+first trial instead of being trained twice.
 """
 
 from __future__ import annotations
@@ -374,7 +377,7 @@ class LayerNASOracle(keras_tuner.Oracle):
         self.handouts: List[dict] = []
         self.trial_costs: Dict[str, dict] = {}
         self._told = 0
-        self._queue: List[Encoding] = []  # proposals of a batch not handed to a tuner yet
+        self._queue: List[Tuple[Encoding, int]] = []  # (proposal, results told when asked), not handed out yet
 
     # -- the space and the searcher ------------------------------------------------------------------
     def prepare(self) -> None:
@@ -437,12 +440,13 @@ class LayerNASOracle(keras_tuner.Oracle):
         self.prepare()
         while True:
             if not self._queue:
+                # One proposal per idle tuner: a batch serves several workers at once, as the coordinator does.
                 idle_tuners = max(1, len(self.tuner_ids) - len(self.ongoing_trials))
-                self._queue = list(self.searcher.ask(idle_tuners))
+                self._queue = [(tuple(e), self._told) for e in self.searcher.ask(idle_tuners)]
                 if not self._queue:
                     return {"status": _STOPPED if self.searcher.done or not self.searcher.pending else _IDLE}
-            encoding = tuple(self._queue.pop(0))
-            record = {"encoding": list(encoding), "trial_id": None, "reward": None, "told_before": self._told,
+            encoding, told_before = self._queue.pop(0)
+            record = {"encoding": list(encoding), "trial_id": None, "reward": None, "told_before": told_before,
                       "told_order": None}
             self.handouts.append(record)
             if not self._meets_target(encoding):  # never trained: answered as failed
