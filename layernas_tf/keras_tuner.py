@@ -38,7 +38,6 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras_tuner
-from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
 
 from layernas_tf.api import Target
@@ -575,11 +574,6 @@ class LayerNAS(keras_tuner.Tuner):
         super().on_trial_begin(trial)
 
 
-def is_worker() -> bool:
-    """True in a Keras Tuner worker process (its oracle is the chief's, over gRPC)."""
-    return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
-
-
 # ---------------------------------------------------------------------------------------------------
 # The project's search spaces as HyperModels.
 # ---------------------------------------------------------------------------------------------------
@@ -645,4 +639,4 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
 
 __all__ = ["CandidateCosts", "CostFunctionError", "LayerNAS", "LayerNASOracle", "LayerTable", "SpaceHyperModel",
-           "UnsearchableSpaceError", "is_worker"]
+           "UnsearchableSpaceError"]

@@ -318,3 +318,29 @@ def test_look_ups_are_off_when_a_hyperparameter_changes_the_layers():
     encoding = (2, 1, 0, 1)
     assert costs.costs(encoding).params == _params(table.values(encoding))
     assert encoding in costs.built
+
+
+def test_the_oracle_alone_serves_a_plain_keras_tuner_tuner_with_cost_fn(tmp_path):
+    from layernas_tf.keras_tuner import LayerNASOracle
+
+    def cost_fn(values):
+        return float(sum(values[f"filters_{i}"] for i in range(3)))
+
+    hypermodel = ScoredCNN()
+    oracle = LayerNASOracle(objective=SCORE, max_trials=6, target=layernas_tf.Target("madds", 20), cost_fn=cost_fn,
+                            seed=1)
+    tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=hypermodel, directory=str(tmp_path))
+    tuner.search(verbose=0)
+    assert len(hypermodel.trained) == len(oracle.trials) >= 3
+    assert all(cost_fn(values) <= 20 for values in hypermodel.trained)
+
+
+def test_an_oracle_without_cost_fn_or_hypermodel_and_a_bad_target_are_refused():
+    from layernas_tf.keras_tuner import LayerNASOracle
+
+    with pytest.raises(TypeError, match=r"target must be a layernas_tf.Target"):
+        LayerNASOracle(objective="val_accuracy", max_trials=3, target=("params", 100))
+    oracle = LayerNASOracle(objective="val_accuracy", max_trials=3, target=layernas_tf.Target("params", 100))
+    oracle.hyperparameters.Choice("units", [8, 16])
+    with pytest.raises(ValueError, match=r"needs cost_fn\(values\) -> float, or the hypermodel"):
+        oracle.prepare()
