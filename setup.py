@@ -28,7 +28,7 @@ setup(
         "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "ray": ["ray>=2.40,<3"],
-        "keras-tuner": ["keras-tuner>=1.4.7,<1.5"],
+        "keras-tuner": ["keras-tuner>=1.4.8,<1.5"],
     },
     entry_points={
         "console_scripts": [

@@ -38,7 +38,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras_tuner
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
 from layernas_tf.api import Target
 from layernas_tf.costs import Costs
