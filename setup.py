@@ -28,6 +28,7 @@ setup(
         "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "ray": ["ray>=2.40,<3"],
+        "keras-tuner": ["keras-tuner>=1.4.8,<1.5"],
     },
     entry_points={
         "console_scripts": [
@@ -41,6 +42,7 @@ setup(
             "layernas-memory-benchmark=layernas_tf.benchmarks.memory:run",
             "layernas-latency-benchmark=layernas_tf.benchmarks.latency:run",
             "layernas-own-time-benchmark=layernas_tf.benchmarks.own_time:run",
+            "layernas-keras-tuner-benchmark=layernas_tf.benchmarks.keras_tuner:run",
         ]
     },
 )
