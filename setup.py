@@ -25,7 +25,7 @@ setup(
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
+        "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5", "keras-tuner>=1.4.8,<1.5"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "ray": ["ray>=2.40,<3"],
         "keras-tuner": ["keras-tuner>=1.4.8,<1.5"],

@@ -8,10 +8,10 @@ import sys
 from conftest import REPO
 
 
-def readme_python_example() -> str:
-    """The first ```python block under the README's "## Python API" heading."""
+def readme_python_example(heading: str = "Python API") -> str:
+    """The first ```python block under the README's "## <heading>" heading."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
 
 
@@ -22,12 +22,26 @@ def with_budget(code: str, max_trials: int, epochs: int) -> str:
     return budget.sub(f"max_trials={max_trials}, epochs={epochs}", code)
 
 
-def test_the_readme_python_example_runs_as_written_on_digits(tmp_path):
-    code = with_budget(readme_python_example(), max_trials=2, epochs=1)
+def run_example(code: str, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
+
+
+def test_the_readme_keras_tuner_example_runs_as_written(tmp_path):
+    code = readme_python_example("The Keras Tuner tuner")
+    done = run_example(code + "\nprint('best params', best_model.count_params())\n", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    best_params = int(done.stdout.strip().splitlines()[-1].split()[-1])
+    assert 0 < best_params <= 8000
+    assert "Results summary" in done.stdout
+    assert (tmp_path / "runs" / "digits" / "oracle.json").exists()
+
+
+def test_the_readme_python_example_runs_as_written_on_digits(tmp_path):
+    code = with_budget(readme_python_example(), max_trials=2, epochs=1)
+    done = run_example(code, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     encoding, madds, val_accuracy = lines[0].split()
