@@ -23,6 +23,8 @@ setup(
         "tqdm>=4.66,<5",
         "scipy>=1.11,<2",
         "tensorboard>=2.20,<2.22",
+        # TFLite Model Metadata in the exported models (its metadata writer); see docs/deployment.md.
+        "mediapipe>=1.2.3,<1.3",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
@@ -32,6 +34,7 @@ setup(
     entry_points={
         "console_scripts": [
             "layernas=layernas_tf.main:run",
+            "layernas-export=layernas_tf.export_main:run",
             "layernas-profile=layernas_tf.profile:run",
             "layernas-benchmark=layernas_tf.benchmarks.tables:run",
             "layernas-ablation=layernas_tf.benchmarks.ablation:run",
