@@ -42,6 +42,7 @@ class ExportReport:
       input_spec: format -> {"shape", "dtype", "value_range"} of the `.tflite` input.
       num_threads: interpreter threads of the latency figures.
       test_images: how many test images the accuracies are measured on.
+      metadata: whether the `.tflite` files carry TFLite Model Metadata.
     """
 
     saved_model: str
@@ -55,6 +56,7 @@ class ExportReport:
     input_spec: Dict[str, dict] = dataclasses.field(default_factory=dict)
     num_threads: int = 1
     test_images: int = 0
+    metadata: bool = True
 
     @property
     def int8_drop_points(self) -> float:
@@ -120,7 +122,8 @@ def export_winner(model, out_dir: str, calibration_images: np.ndarray, test_imag
       version: the metadata's model version (default: layernas_tf's version).
     Raises:
       ValueError: `labels` does not name every class (before anything is written).
-      MetadataUnavailableError: MediaPipe's metadata writer cannot be imported.
+
+    Without MediaPipe's metadata writer the files are written without metadata, with one warning.
     """
     import layernas_tf
 
@@ -149,12 +152,28 @@ def export_winner(model, out_dir: str, calibration_images: np.ndarray, test_imag
         accuracy[f"tflite_{kind}"] = accuracy_of(predict(flatbuffer, test_images, interpreter=interpreter), test_labels)
         latency[kind] = measure_latency(flatbuffer, num_threads=num_threads, runs=latency_runs).median_ms
         description = describe(about or {}, accuracy[f"tflite_{kind}"], len(test_images), kind)
-        flatbuffer = metadata.with_metadata(flatbuffer, labels, f"{name} ({kind})",
-                                            version or layernas_tf.__version__, description)
+        flatbuffer, with_metadata = _with_metadata(flatbuffer, labels, f"{name} ({kind})",
+                                                   version or layernas_tf.__version__, description)
         path = out / f"{name}_{kind}.tflite"
         path.write_bytes(flatbuffer)
         paths[kind], sizes[kind] = str(path), len(flatbuffer)
     labels_file = out / LABELS_FILE
     labels_file.write_text("\n".join(labels) + "\n")
     return ExportReport(str(saved_model), str(keras_file), paths, accuracy, latency, sizes, labels, str(labels_file),
-                        input_spec, num_threads, len(test_images))
+                        input_spec, num_threads, len(test_images), with_metadata)
+
+
+_WARNED: set = set()
+
+
+def _with_metadata(flatbuffer: bytes, labels, name: str, version: str, description: str):
+    """(flatbuffer with metadata, True), or (flatbuffer, False) with one warning per process when
+    MediaPipe's writer cannot be imported here (e.g. OpenCV, which it loads, misses a system library)."""
+    try:
+        return metadata.with_metadata(flatbuffer, labels, name, version, description), True
+    except metadata.MetadataUnavailableError as e:
+        if "metadata" not in _WARNED:
+            _WARNED.add("metadata")
+            logging.warning("the exported .tflite files carry no metadata, so MediaPipe's ImageClassifier refuses "
+                            "them (labels.txt is written beside them): %s", e)
+        return flatbuffer, False

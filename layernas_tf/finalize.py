@@ -254,7 +254,7 @@ def export_finalists(setup: SearchSetup, data, finalists: Sequence[Finalist], fi
             "latency_ms": report.latency_ms, "latency_threads": report.num_threads,
             "files": {**{f"tflite_{k}": v for k, v in report.tflite.items()}, "labels": report.labels_file,
                       "keras": report.keras_file, "saved_model": report.saved_model},
-            "size_bytes": report.size_bytes, "input": report.input_spec,
+            "size_bytes": report.size_bytes, "input": report.input_spec, "metadata": report.metadata,
             "output": f"float scores (int8: quantized scores) for {len(labels)} classes, in labels order",
             "labels": report.labels, "command": command, "default_architecture": reference,
         }
