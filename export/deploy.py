@@ -6,7 +6,8 @@ quantization-aware-trained model), then evaluates each `.tflite` with the LiteRT
 test images and times it.
 
 Both `.tflite` files take raw RGB pixel values 0-255 (float32 for the float model, uint8 for the int8
-model) and scale them inside the graph; resizing stays with the caller. They carry TFLite Model
+model) and scale them inside the graph; resizing stays with the caller. The float model returns float
+class probabilities, the int8 model uint8 ones (quantized, scale 1/256). They carry TFLite Model
 Metadata (name, version, description, input normalization, the class names as a packed labels file),
 so MediaPipe Tasks' `ImageClassifier` loads them as they are; `labels.txt` is written beside them.
 """

@@ -61,8 +61,8 @@ def convert(model, quantization: str = "float", calibration_images: Optional[np.
       calibration_images: images (NHWC) for the int8 representative dataset, as the flatbuffer takes
         them: raw pixels with `pixel_max`, else model inputs.
       pixel_max: the pixel value the training pipeline maps to 1.0. Given, the flatbuffer takes raw
-        pixels 0-255 (float32 input, or uint8 for int8) and scales them inside the graph; None, it
-        takes the model's own input (float32, or int8 for int8).
+        pixels 0-255 (float32 input, or uint8 input and output for int8) and scales them inside the
+        graph; None, it takes the model's own input (float32, or int8 input and output for int8).
     Raises:
       ValueError: unknown quantization, or int8 without calibration images.
     """
@@ -77,8 +77,10 @@ def convert(model, quantization: str = "float", calibration_images: Optional[np.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset(calibration_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8 if pixel_max is None else tf.uint8
-        converter.inference_output_type = tf.int8
+        # Raw pixels: uint8 in and out, the convention of quantized image classifiers (MediaPipe Tasks
+        # takes uint8 or float32 tensors only); inside, every op stays int8.
+        io_type = tf.int8 if pixel_max is None else tf.uint8
+        converter.inference_input_type = converter.inference_output_type = io_type
     flatbuffer = converter.convert()
     if quantization == "int8" and pixel_max is not None:
         _check_raw_pixel_input(flatbuffer)

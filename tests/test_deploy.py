@@ -28,14 +28,14 @@ def test_float_model_takes_raw_pixels_and_scales_them_inside():
     np.testing.assert_allclose(predict(flatbuffer, pixels), expected, atol=1e-4)
 
 
-def test_int8_model_takes_uint8_pixels_as_they_are_and_stays_full_integer():
+def test_int8_model_takes_uint8_pixels_as_they_are_and_stays_integer_inside():
     model = _model()
     pixels = np.random.default_rng(1).integers(0, 256, (16, 16, 16, 3)).astype(np.uint8)
     flatbuffer = tflite.convert(model, "int8", pixels[:8], pixel_max=255.0)
     interpreter = make_interpreter(flatbuffer)
     detail = interpreter.get_input_details()[0]
     assert detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0)
-    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
     float_tensors = [t["name"] for t in interpreter.get_tensor_details()
                      if t["dtype"] == np.float32 and t["index"] != detail["index"]]
     assert float_tensors == []  # nothing runs in float inside
