@@ -16,9 +16,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import shlex
-import sys
-
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
@@ -110,8 +107,8 @@ def main(argv):
     logging.info("exporting %s (%s)", finalist.encoding, finalist.chosen_by)
 
     from layernas_tf.executors import make_executor
-    from layernas_tf.finalize import (FinalSettings, FinalTrainingError, SearchSetup, default_reference, default_trial,
-                                      export_finalists, print_exports, train_finalists)
+    from layernas_tf.finalize import (FinalSettings, FinalTrainingError, SearchSetup, command_line, default_reference,
+                                      default_trial, export_finalists, print_exports, train_finalists)
     from layernas_tf.runner import setup_worker_tensorflow
     from train.data import load_dataset
     from train.spec import DataSpec, TrainSettings
@@ -138,7 +135,8 @@ def main(argv):
     finally:
         runner.close()
     reference = default_reference(setup, default_accuracy, default_trial(setup, trials) is not None)
-    exports = export_finalists(setup, data, [finalist], finals, settings, reference, shlex.join(sys.argv))
+    exports = export_finalists(setup, data, [finalist], finals, settings, reference,
+                               command_line("layernas_tf.export_main"))
     print_exports(exports)
 
 

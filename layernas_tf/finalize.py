@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
+import shlex
+import sys
 from typing import Dict, Optional, Sequence
 
 from absl import logging
@@ -94,6 +97,13 @@ class Exported:
     report: object
     record_path: str
     record: dict
+
+
+def command_line(module: str) -> str:
+    """The running command as a user types it: the console script (`layernas ...`) or `python -m module ...`."""
+    program = os.path.basename(sys.argv[0])
+    head = ["python", "-m", module] if program.endswith(".py") else [program]
+    return shlex.join(head + sys.argv[1:])
 
 
 def metric_value(trial: TrialRecord, metric: str) -> float:

@@ -357,12 +357,10 @@ def _final_settings():
 
 def _export_phase(job: Job, setup, finalists, finals, reference):
     """Phone-ready files of each finalist, checked with the interpreter, under --search_dir/export/."""
-    import shlex
-    import sys
+    from layernas_tf.finalize import command_line, export_finalists
 
-    from layernas_tf.finalize import export_finalists
-
-    return export_finalists(setup, job.data, finalists, finals, _final_settings(), reference, shlex.join(sys.argv))
+    return export_finalists(setup, job.data, finalists, finals, _final_settings(), reference,
+                            command_line("layernas_tf.main"))
 
 
 def _report_phase(job: Job, result, exports, trials_at_once: int, search_seconds: float, start: float) -> None:
