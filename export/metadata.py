@@ -20,6 +20,7 @@ import sys
 import types
 from typing import Optional, Sequence
 
+MEDIAPIPE_REQUIREMENT = "mediapipe>=1.2.3,<1.3"  # as setup.py's MEDIAPIPE
 MISSING_BINDING = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 BASE_PARSER_VERSION = "1.0.0"
 
@@ -114,8 +115,8 @@ def _import_writer():
             writer = importlib.import_module(name)
         info = importlib.import_module("mediapipe.tasks.python.metadata.metadata_writers.metadata_info")
     except ImportError as e:
-        raise MetadataUnavailableError(f"MediaPipe's metadata writer cannot be imported ({e}); "
-                                       "install layernas_tf's pinned mediapipe (pip install -e .)") from e
+        raise MetadataUnavailableError(f"MediaPipe's metadata writer cannot be imported ({e}); to write metadata, "
+                                       f"pip install \"{MEDIAPIPE_REQUIREMENT}\"") from e
     return writer, info
 
 

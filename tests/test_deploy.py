@@ -119,3 +119,32 @@ def test_export_refuses_missing_names_before_writing(tmp_path):
     with pytest.raises(ValueError, match="labels: 2 class names for a model with 10 classes"):
         deploy.export_winner(_model(), str(tmp_path / "out"), pixels, pixels, np.zeros(2), labels=["a", "b"])
     assert not (tmp_path / "out").exists()
+
+
+def test_the_mediapipe_pin_is_one_range_and_the_installed_release_meets_it():
+    import importlib.metadata
+    import re
+
+    from packaging.requirements import Requirement
+
+    from conftest import REPO
+
+    pinned = re.search(r'^MEDIAPIPE = "(.+)"$', (REPO / "setup.py").read_text(), re.M).group(1)
+    assert pinned == metadata.MEDIAPIPE_REQUIREMENT
+    assert importlib.metadata.version("mediapipe") in Requirement(pinned).specifier
+
+
+def test_without_the_metadata_writer_the_files_are_written_with_one_warning(tmp_path, monkeypatch, caplog):
+    def unavailable():
+        raise metadata.MetadataUnavailableError("no writer here")
+
+    monkeypatch.setattr(metadata, "_import_writer", unavailable)
+    monkeypatch.setattr(deploy, "_WARNED", set())
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
+    reports = [deploy.export_winner(_model(classes=2), str(tmp_path / name), pixels, pixels, np.arange(4) % 2,
+                                    labels=["no", "yes"], latency_runs=1) for name in ("a", "b")]
+    assert [r.metadata for r in reports] == [False, False]
+    assert (tmp_path / "a" / "labels.txt").read_text() == "no\nyes\n"
+    assert all((tmp_path / name / f"winner_{kind}.tflite").exists() for name in "ab" for kind in deploy.FORMATS)
+    warnings = [r.getMessage() for r in caplog.records if "carry no metadata" in r.getMessage()]
+    assert len(warnings) == 1 and "no writer here" in warnings[0]
