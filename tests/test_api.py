@@ -187,3 +187,21 @@ def test_chance_check_warns_once_when_every_trial_is_at_chance():
     assert not check.check([0.5, 0.9, 0.5])  # one trial learned
     assert check.check([0.5, 0.55, 0.6])
     assert not check.check([0.5, 0.55, 0.6])  # once
+
+
+def test_a_stored_search_ranks_its_trials_as_the_search_did(tmp_path):
+    from layernas_tf.store import TrialStore
+
+    result = api.search(SPACE, _data(), _data(seed=1), _target(), max_trials=4, epochs=1, search_dir=str(tmp_path),
+                        input_size=8, num_classes=2)
+    with TrialStore(str(tmp_path), api.recorded_config(str(tmp_path))) as store:
+        before = store.trials()
+    stored = api.stored_search(str(tmp_path), SPACE)
+    assert stored.winner == result.winner and stored.scores == result.scores
+    assert stored.target == result.target and [t.encoding for t in stored.trials] == [t.encoding for t in result.trials]
+    with TrialStore(str(tmp_path), api.recorded_config(str(tmp_path))) as store:
+        assert store.trials() == before  # nothing written
+    with pytest.raises(ValueError, match="space 'mobilenet_v3_small' is not the space of the search"):
+        api.stored_search(str(tmp_path), searchspaces.get_space("mobilenet_v3_small"))
+    with pytest.raises(FileNotFoundError, match="holds no search"):
+        api.stored_search(str(tmp_path / "elsewhere"), SPACE)
