@@ -1,5 +1,11 @@
 from setuptools import find_packages, setup
 
+# MediaPipe writes the TFLite Model Metadata of the exported models (and its ImageClassifier checks them in
+# tests). It is installed in a second step, `pip install "<MEDIAPIPE>"` (.ci/run does), not declared here:
+# mediapipe 1.2 requires absl-py~=2.3 and tensorflow-model-optimization 0.8 absl-py~=1.2, so pip cannot
+# resolve one install holding both, although both run on absl-py 2. See docs/deployment.md.
+MEDIAPIPE = "mediapipe>=1.2.3,<1.3"
+
 setup(
     name="layernas_tf",
     version="0.1.0",
@@ -25,7 +31,8 @@ setup(
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5", "keras-tuner>=1.4.8,<1.5"],
+        # pillow writes the PNG files MediaPipe's ImageClassifier reads in tests/test_mediapipe.py.
+        "test": ["pytest>=8,<10", "optuna>=4,<6", "pyglove>=0.4.4,<0.5", "keras-tuner>=1.4.8,<1.5", "pillow>=10,<14"],
         "bench": ["optuna>=4,<6", "pyglove>=0.4.4,<0.5"],
         "ray": ["ray>=2.40,<3"],
         "keras-tuner": ["keras-tuner>=1.4.8,<1.5"],
@@ -33,6 +40,7 @@ setup(
     entry_points={
         "console_scripts": [
             "layernas=layernas_tf.main:run",
+            "layernas-export=layernas_tf.export_main:run",
             "layernas-profile=layernas_tf.latency.cli:run",
             "layernas-benchmark=layernas_tf.benchmarks.tables:run",
             "layernas-ablation=layernas_tf.benchmarks.ablation:run",

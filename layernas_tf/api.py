@@ -263,6 +263,71 @@ def _together(*callbacks: Optional[Callable]) -> Callable:
     return call
 
 
+def recorded_config(search_dir: str) -> dict:
+    """The configuration recorded in `search_dir`'s trial store, read without opening it for writing.
+
+    Raises:
+      FileNotFoundError: `search_dir` holds no trial store.
+    """
+    import json
+    import pathlib
+    import sqlite3
+
+    path = pathlib.Path(search_dir) / "trials.sqlite"
+    if not path.exists():
+        raise FileNotFoundError(f"{search_dir} holds no search (no trials.sqlite)")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM config")}
+    finally:
+        db.close()
+
+
+def stored_search(search_dir: str, space: SearchSpace,
+                  latency_fn: Optional[Callable[[Sequence[int]], float]] = None) -> SearchResult:
+    """The search stored in `search_dir` as a `SearchResult`, with nothing trained and no trial written.
+
+    A fresh searcher with the recorded settings replays the stored log (as a resumed search does), so
+    `winner`, `scores` and `bucket_winners` rank the stored trials as the searcher itself ranks them.
+
+    Args:
+      search_dir: a directory written by `search` (or the main job).
+      space: its search space (the recorded one; refused otherwise).
+      latency_fn: the search's latency predictor, for a search with a latency_ms target.
+    Raises:
+      FileNotFoundError: no trial store in `search_dir`.
+      ValueError: `space` is not the recorded space.
+    """
+    from layernas_tf.search.base import HandOut
+    from layernas_tf.store import RUNNING
+
+    config = recorded_config(search_dir)
+    if config.get("space") != space.name or config.get("num_options") != list(space.num_options):
+        raise ValueError(f"space {space.name!r} is not the space of the search in {search_dir} "
+                         f"({config.get('space')!r})")
+    target = Target(**config["target"])
+    problem = make_problem(space, target, config["input_size"], config["num_classes"], latency_fn)
+    name, budget, seed = config["searcher_name"], config["max_trials"], config["seed"]
+    settings = upgrade_recorded(type(make_searcher(name, problem, budget, seed)), config)["searcher"]
+    algorithm = make_searcher(name, problem, budget, seed, **settings)
+    store = TrialStore(search_dir, config)
+    try:
+        stored = store.trials()
+    finally:
+        store.close()
+    # The coordinator's resume log: hand-out order, with when each result was told.
+    algorithm.replay_log([
+        HandOut(space.parse(t.encoding), t.reward if t.status == COMPLETED else None,
+                t.number if t.told_before is None else t.told_before,
+                None if t.status == RUNNING else (t.number if t.told_order is None else t.told_order))
+        for t in stored])
+    trained = {t.encoding: t for t in stored if t.repeat_of is None and t.status != RUNNING}
+    best = algorithm.best()
+    winner = trained.get(space.to_string(best.encoding)) if best else None
+    scores = {key: algorithm.selection_score(space.parse(key)) for key, t in trained.items() if t.status == COMPLETED}
+    return SearchResult(space, target, stored, winner, algorithm.get_state(), [], len(stored), scores)
+
+
 def _check_picklable(**values) -> None:
     """Refuse, naming the argument, what cannot be sent to a worker process."""
     import pickle

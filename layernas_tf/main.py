@@ -5,9 +5,12 @@
 
 Flow: data -> LayerNAS (each candidate built, proxy-trained on train, scored on validation, costed by
 the profiler, stored in --search_dir) -> the winner (and with --bucket_winners the best of other cost
-buckets) trained for --final_epochs -> SavedModel, float and int8 .tflite (with --qat, after a
-quantization-aware fine-tune) -> interpreter accuracy on the test split and latency -> report.
-Killing the job and rerunning the same command resumes the search without retraining stored trials.
+buckets) trained for --final_epochs -> phone-ready float and int8 .tflite (raw pixels in, metadata and
+labels inside; with --qat, after a quantization-aware fine-tune), SavedModel and a JSON record in
+--search_dir/export/<name>/ -> interpreter accuracy on the test split and latency -> report.
+The final training and export are `layernas_tf.finalize`, which `layernas-export` runs for any stored
+candidate. Killing the job and rerunning the same command resumes the search without retraining stored
+trials.
 """
 
 from __future__ import annotations
@@ -183,23 +186,44 @@ def target_from_flags(space, input_size: int, num_classes: int):
     return Target("madds", float(madds), FLAGS.target_madds_min), "target_madds"
 
 
+@dataclasses.dataclass
+class Job:
+    """What the data phase settles for the later phases."""
+
+    space: object
+    data: object
+    image_size: int
+    target: object
+    latency_fn: object
+    latency_config: dict
+    max_trials: int
+    settings: dict
+    data_spec: object
+    train_settings: object
+    search_dir: pathlib.Path
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from layernas_tf import quiet
-
-    from layernas_tf.runner import build_with_weights, setup_worker_tensorflow
+    from layernas_tf.runner import setup_worker_tensorflow
 
     setup_worker_tensorflow()  # op determinism, GPU memory growth
+    start = time.perf_counter()
+    job = _data_phase()
+    result, runner = _search_phase(job)
+    search_seconds = time.perf_counter() - start
+    setup, finalists, finals, reference = _final_training_phase(job, result, runner)
+    exports = _export_phase(job, setup, finalists, finals, reference)
+    _report_phase(job, result, exports, runner.slots, search_seconds, start)
 
-    from export import deploy
-    from layernas_tf import api, report
-    from layernas_tf.executors import make_executor, run_specs
-    from layernas_tf.runner import TrialSpec
+
+def _data_phase() -> Job:
+    """Load the data, settle the target (refusing one no candidate meets) and the proxy training."""
+    from export.deploy import class_labels
     from train.data import load_dataset
     from train.spec import DataSpec, TrainSettings
 
-    start = time.perf_counter()
     space = searchspaces.get_space(FLAGS.search_space)
     image_size = FLAGS.image_size or space.input_size
     settings = parse_settings("layernas", FLAGS.layernas_settings) if FLAGS.searcher == "layernas" else {}
@@ -208,6 +232,10 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}")
     logging.info("data %s: %s examples, %d classes, %dx%d", data.name, data.sizes, data.num_classes, image_size, image_size)
+    try:  # refused now, not after the search
+        class_labels(list(data.class_names) or None, data.num_classes)
+    except ValueError as e:
+        raise app.UsageError(f"--dataset={FLAGS.dataset}: {e}")
     target, target_flag = target_from_flags(space, image_size, data.num_classes)
     if target.metric != "latency_ms":
         _check_target(space, target, target_flag, image_size, data.num_classes, None)
@@ -219,14 +247,11 @@ def main(argv):
         latency_config = {"latency_predictor": FLAGS.latency_predictor, "latency_threads": FLAGS.latency_threads,
                           "latency_fingerprint": _fingerprint(latency_fn)}
         _check_target(space, target, target_flag, image_size, data.num_classes, latency_fn)
-    logging.info("search %s (%d layers, %s candidates) with %s for %s", space.name, space.num_layers,
-                 f"{space.num_candidates:,}", FLAGS.searcher, target.describe())
     one_sweep = sweep_upper_bound(space.num_options, 1, 1)
     max_trials = FLAGS.max_trials or one_sweep
     if FLAGS.searcher == "layernas" and max_trials < one_sweep:
         logging.warning("--max_trials=%d is below one sweep over every layer (%d trials for %s): the search will "
                         "only vary the first layers", max_trials, one_sweep, space.name)
-
     data_spec = DataSpec(FLAGS.dataset, image_size, FLAGS.seed, FLAGS.data_dir, FLAGS.max_examples,
                          FLAGS.proxy_examples, FLAGS.batch_size, FLAGS.cache, FLAGS.cache_memory_mb, FLAGS.cache_dir)
     logging.info("cache: train %s, validation %s; proxy training on %d of %d train examples",
@@ -235,8 +260,20 @@ def main(argv):
                  data.examples("train", FLAGS.proxy_examples), data.sizes["train"])
     train_settings = TrainSettings(epochs=FLAGS.proxy_epochs, batch_size=FLAGS.batch_size,
                                    learning_rate=FLAGS.learning_rate)
-    tensorboard = report.TensorBoardLogger(str(search_dir / "tensorboard"), space, target.metric)
-    progress = _progress_bar(max_trials)
+    return Job(space, data, image_size, target, latency_fn, latency_config, max_trials, settings, data_spec,
+               train_settings, search_dir)
+
+
+def _search_phase(job: Job):
+    """Run (or resume) the search in --search_dir; returns the `SearchResult` and the executor, still open."""
+    from layernas_tf import api, report
+    from layernas_tf.executors import make_executor
+
+    space, target = job.space, job.target
+    logging.info("search %s (%d layers, %s candidates) with %s for %s", space.name, space.num_layers,
+                 f"{space.num_candidates:,}", FLAGS.searcher, target.describe())
+    tensorboard = report.TensorBoardLogger(str(job.search_dir / "tensorboard"), space, target.metric)
+    progress = _progress_bar(job.max_trials)
     runner = make_executor(FLAGS.executor, FLAGS.workers, FLAGS.ray_address, FLAGS.cpus_per_trial,
                            FLAGS.gpus_per_trial)
     logging.info("executor %s: %d trials at a time", FLAGS.executor, runner.slots)
@@ -258,14 +295,15 @@ def main(argv):
         progress.set_postfix(status)
     try:
         result = api.search(
-            space, data_spec, None, target, max_trials=max_trials, epochs=FLAGS.proxy_epochs,
-            search_dir=str(search_dir), compile_fn=train_settings, input_size=image_size,
-            num_classes=data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, searcher=FLAGS.searcher,
-            searcher_settings=settings, latency_fn=latency_fn, max_consecutive_failures=FLAGS.max_consecutive_failures,
-            executor=runner, trial_retries=FLAGS.trial_retries,
+            space, job.data_spec, None, target, max_trials=job.max_trials, epochs=FLAGS.proxy_epochs,
+            search_dir=str(job.search_dir), compile_fn=job.train_settings, input_size=job.image_size,
+            num_classes=job.data.num_classes, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, searcher=FLAGS.searcher,
+            searcher_settings=job.settings, latency_fn=job.latency_fn,
+            max_consecutive_failures=FLAGS.max_consecutive_failures, executor=runner,
+            trial_retries=FLAGS.trial_retries,
             config={"dataset": FLAGS.dataset, "max_examples": FLAGS.max_examples, "batch_size": FLAGS.batch_size,
                     "learning_rate": FLAGS.learning_rate, "latency_format": FLAGS.latency_format,
-                    "proxy_examples": FLAGS.proxy_examples, **latency_config},
+                    "proxy_examples": FLAGS.proxy_examples, **job.latency_config},
             on_trial=on_trial, on_resume=on_resume, on_running=on_running, verbose=0)
     except TooManyFailuresError as e:
         runner.close()
@@ -274,95 +312,104 @@ def main(argv):
         raise SystemExit(1)
     finally:
         progress.close()
-    search_seconds = time.perf_counter() - start
     if result.winner is None:
         runner.close()
         logging.error("no trial completed within the target: %s; see the errors above", result.counts)
         raise SystemExit(1)
+    return result, runner
 
-    finalists = [result.winner] + [t for t in result.bucket_winners(FLAGS.bucket_winners + 1)
-                                   if t.number != result.winner.number][:FLAGS.bucket_winners]
-    final_settings = dataclasses.replace(train_settings, epochs=FLAGS.final_epochs)
-    # Final training through the same runner and executor as the search: finalists train in parallel,
-    # and their weights come back in the outcomes (from any node), to be exported here.
-    specs = [TrialSpec(rank, space, space.parse(r.encoding), data_spec.for_final_training(), final_settings,
-                       FLAGS.final_epochs, image_size, data.num_classes, bn_momentum=FLAGS.bn_momentum,
-                       seed=FLAGS.seed, final=True, return_weights=True) for rank, r in enumerate(finalists)]
+
+def search_setup(job: Job, config: dict):
+    """The `finalize.SearchSetup` of this job's search."""
+    from layernas_tf.finalize import SearchSetup
+
+    return SearchSetup(job.space, job.data_spec, job.train_settings, job.image_size, job.data.num_classes,
+                       FLAGS.bn_momentum, FLAGS.seed, str(job.search_dir), config, job.target.describe())
+
+
+def _final_training_phase(job: Job, result, runner):
+    """Train the winner (and --bucket_winners others) on the whole train split, through the search's
+    executor (finalists train in parallel and their weights come back in the outcomes); closes it."""
+    from layernas_tf import api
+    from layernas_tf.finalize import FinalTrainingError, Finalist, default_reference, default_trial, train_finalists
+
+    finalists = [Finalist("winner", result.winner.encoding, result.winner, f"winner of {job.target.describe()}")]
+    others = [t for t in result.bucket_winners(FLAGS.bucket_winners + 1) if t.number != result.winner.number]
+    finalists += [Finalist(f"bucket_{rank}_{r.encoding}", r.encoding, r, f"best of cost bucket {rank}")
+                  for rank, r in enumerate(others[:FLAGS.bucket_winners], start=1)]
+    setup = search_setup(job, api.recorded_config(str(job.search_dir)))
     try:
-        finals = run_specs(runner, specs)
+        finals, default_accuracy = train_finalists(runner, setup, finalists, _final_settings(), result.trials)
+    except FinalTrainingError as e:
+        logging.error("%s", e)
+        raise SystemExit(1)
     finally:
         runner.close()
-    calibration_images, _ = data.numpy_images("train", FLAGS.calibration_images)
-    test_images, test_labels = data.numpy_images("test", data.sizes["test"])
-    exports = {}
-    for rank, record in enumerate(finalists):
-        name = "winner" if rank == 0 else f"bucket_{rank}_{record.encoding}"
-        final = finals[rank]
-        if final.status != "completed":
-            logging.error("final training of %s %s failed: %s", name, record.encoding, final.error)
-            raise SystemExit(1)
-        logging.info("%s %s: validation accuracy %.4f after %d epochs (%s %s)", name, record.encoding, final.reward,
-                     FLAGS.final_epochs, final.host, final.device)
-        model = build_with_weights(specs[rank], final.weights)
-        int8_model = None
-        if FLAGS.qat:
-            from export.qat import qat_finetune
+    reference = default_reference(setup, default_accuracy, default_trial(setup, result.trials) is not None)
+    return setup, finalists, finals, reference
 
-            train_ds = data.batched("train", FLAGS.batch_size, shuffle=True, seed=FLAGS.seed, cache=FLAGS.cache,
-                                    cache_memory_mb=FLAGS.cache_memory_mb, cache_dir=FLAGS.cache_dir)
-            int8_model = qat_finetune(model, space, record.encoding, train_ds, FLAGS.qat_epochs,
-                                      input_size=image_size, num_classes=data.num_classes)
-        with quiet.native_output_captured():  # converter and interpreter notices
-            exported = deploy.export_winner(model, str(search_dir / "export"), calibration_images, test_images,
-                                            test_labels, int8_model, name=name)
-        exports[name] = (record, final, exported)
-    winner_record, winner_final, winner_export = exports["winner"]
 
+def _final_settings():
+    from layernas_tf.finalize import FinalSettings
+
+    return FinalSettings(FLAGS.final_epochs, FLAGS.qat, FLAGS.qat_epochs, FLAGS.calibration_images,
+                         FLAGS.latency_threads)
+
+
+def _export_phase(job: Job, setup, finalists, finals, reference):
+    """Phone-ready files of each finalist, checked with the interpreter, under --search_dir/export/."""
+    from layernas_tf.finalize import command_line, export_finalists
+
+    return export_finalists(setup, job.data, finalists, finals, _final_settings(), reference,
+                            command_line("layernas_tf.main"))
+
+
+def _report_phase(job: Job, result, exports, trials_at_once: int, search_seconds: float, start: float) -> None:
+    """Print the best trials and the exports, plot the search and write results.json."""
+    from layernas_tf import report
+    from layernas_tf.finalize import print_exports
+
+    target, search_dir = job.target, job.search_dir
     print(f"\nbest trials within the target ({target.describe()}):")
     print(report.summary_table(result.trials, result.winner, target.metric, target.min_value, target.max_value,
                                scores=result.scores))
-    print(f"\n{'model':<34} {'val_acc':>8} {'keras':>7} {'float':>7} {'int8':>7} {'float ms':>9} {'int8 ms':>8}")
-    for name, (record, final, exp) in exports.items():
-        print(f"{name:<34} {final.reward:>8.4f} {exp.accuracy['keras']:>7.4f} {exp.accuracy['tflite_float']:>7.4f} "
-              f"{exp.accuracy['tflite_int8']:>7.4f} {exp.latency_ms['float']:>9.3f} {exp.latency_ms['int8']:>8.3f}")
-    for name, (_, _, exp) in exports.items():
-        for warning in exp.warnings():
-            logging.warning("%s: %s", name, warning)
-            print(f"WARNING {name}: {warning}")
+    print()
+    print_exports(exports)
     report.plot_pareto(result.trials, result.winner, target.min_value, target.max_value, target.metric,
                        str(search_dir / "pareto.png"))
     report.plot_search(result.trials, target.min_value, target.max_value, str(search_dir / "search.png"),
                        scores=result.scores)
+    winner = exports["winner"]
     extra = {
-        "search_space": space.name, "dataset": FLAGS.dataset, "target": target.describe(),
-        "winner_final_val_accuracy": winner_final.reward, "executor": FLAGS.executor, "trials_at_once": runner.slots, "resumed_trials": result.resumed_trials,
+        "search_space": job.space.name, "dataset": FLAGS.dataset, "target": target.describe(),
+        "winner_final_val_accuracy": winner.final.reward, "executor": FLAGS.executor,
+        "trials_at_once": trials_at_once, "resumed_trials": result.resumed_trials,
         "seconds": {"search": search_seconds, "total": time.perf_counter() - start},
-        "bucket_winners": [{"encoding": r.encoding, "madds": r.madds, "params": r.params, "val_accuracy": r.reward,
-                            "accuracy": e.accuracy, "latency_ms": e.latency_ms, "tflite": e.tflite}
-                           for name, (r, _, e) in exports.items() if name != "winner"],
+        "bucket_winners": [{"encoding": e.finalist.encoding, "madds": e.record["madds"], "params": e.record["params"],
+                            "val_accuracy": e.record["proxy_val_accuracy"], "accuracy": e.report.accuracy,
+                            "latency_ms": e.report.latency_ms, "tflite": e.report.tflite, "record": e.record_path}
+                           for name, e in exports.items() if name != "winner"],
     }
-    if latency_fn is not None:
-        extra["latency_model"] = {k: v for k, v in latency_fn.to_json().items() if k != "entries_ms"}
-        extra["latency_model"]["winner_predicted_ms"] = latency_fn(space.parse(winner_record.encoding))
-    payload = report.results_payload(winner_record, winner_export, result.counts, extra)
-    payload["winner"]["cost"] = winner_record.cost
+    if job.latency_fn is not None:
+        extra["latency_model"] = {k: v for k, v in job.latency_fn.to_json().items() if k != "entries_ms"}
+        extra["latency_model"]["winner_predicted_ms"] = job.latency_fn(job.space.parse(result.winner.encoding))
+    payload = report.results_payload(result.winner, winner.report, result.counts, extra)
+    payload["winner"].update(cost=result.winner.cost, record=winner.record_path)
     report.write_json(payload, str(search_dir / "results.json"))
     print(f"\n{result.counts['completed']} trials completed, {result.counts['failed']} failed; "
-          f"winner {winner_record.encoding}: {winner_record.madds:,} MAdds, {winner_record.params:,} params")
+          f"winner {result.winner.encoding}: {result.winner.madds:,} MAdds, {result.winner.params:,} params")
     print(f"wrote {search_dir / 'results.json'}, pareto.png, search.png, export/ and tensorboard/ "
           f"in {time.perf_counter() - start:.0f} s")
-
-
-LATENCY_PREDICTOR_FILE = "latency_predictor.json"
 
 
 def _latency_predictor(space, image_size: int, num_classes: int, search_dir: pathlib.Path):
     """The latency predictor of this search: the one stored in --search_dir when resuming (so a resumed
     search sees the same costs), else one built from the flags; stored in --search_dir when new."""
     from layernas_tf import quiet
+    from layernas_tf.finalize import LATENCY_PREDICTOR_FILE, stored_latency_fn
     from layernas_tf.latency import kit as latency_kit
-    from layernas_tf.latency.block_table import LatencyTable, LatencyTableError, TableLatency, load_table, model_id
-    from layernas_tf.latency.linear_model import LatencyModel, calibrate_latency_model
+    from layernas_tf.latency.block_table import LatencyTableError, TableLatency, load_table, model_id
+    from layernas_tf.latency.linear_model import calibrate_latency_model
 
     stored_path = search_dir / LATENCY_PREDICTOR_FILE
     stored = json.loads(stored_path.read_text()) if stored_path.exists() else None
@@ -371,12 +418,7 @@ def _latency_predictor(space, image_size: int, num_classes: int, search_dir: pat
     try:
         if stored and stored["predictor"] == FLAGS.latency_predictor and not explicit:
             logging.info("latency: the %s predictor stored in %s", stored["predictor"], stored_path)
-            if stored["predictor"] == "linear":
-                return LatencyModel.from_json(space, image_size, num_classes, stored["model"])
-            raw = stored["table"]
-            table = LatencyTable(raw["quantization"], raw["num_threads"], raw["device"], raw["entries_ms"],
-                                 raw["calibration"], raw.get("build", {}))
-            return TableLatency(table, space, image_size, num_classes, source=str(stored_path))
+            return stored_latency_fn(str(search_dir), space, image_size, num_classes)
         if FLAGS.latency_predictor == "linear":
             with quiet.native_output_captured():  # converter notices of the calibration models
                 fn = calibrate_latency_model(space, image_size, num_classes, FLAGS.latency_format, seed=FLAGS.seed,

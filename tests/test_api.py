@@ -212,3 +212,21 @@ def test_verbose_0_is_silent_and_the_callbacks_still_run(tmp_path, capsys):
 def test_a_bad_verbose_is_refused_naming_the_argument():
     with pytest.raises(ValueError, match=r"verbose=2; allowed: 0 \(silent\) or 1 \(a progress bar\)"):
         api.search(SPACE, _data(), _data(), _target(), input_size=8, num_classes=2, verbose=2)
+
+
+def test_a_stored_search_ranks_its_trials_as_the_search_did(tmp_path):
+    from layernas_tf.store import TrialStore
+
+    result = api.search(SPACE, _data(), _data(seed=1), _target(), max_trials=4, epochs=1, search_dir=str(tmp_path),
+                        input_size=8, num_classes=2)
+    with TrialStore(str(tmp_path), api.recorded_config(str(tmp_path))) as store:
+        before = store.trials()
+    stored = api.stored_search(str(tmp_path), SPACE)
+    assert stored.winner == result.winner and stored.scores == result.scores
+    assert stored.target == result.target and [t.encoding for t in stored.trials] == [t.encoding for t in result.trials]
+    with TrialStore(str(tmp_path), api.recorded_config(str(tmp_path))) as store:
+        assert store.trials() == before  # nothing written
+    with pytest.raises(ValueError, match="space 'mobilenet_v3_small' is not the space of the search"):
+        api.stored_search(str(tmp_path), searchspaces.get_space("mobilenet_v3_small"))
+    with pytest.raises(FileNotFoundError, match="holds no search"):
+        api.stored_search(str(tmp_path / "elsewhere"), SPACE)

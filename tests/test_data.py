@@ -50,6 +50,15 @@ def test_digits_split_depends_on_seed_only(digits8):
     assert len(other) == len(test_hashes) and set(other) != set(test_hashes)
 
 
+def test_raw_images_are_the_pixels_before_scaling(digits8):
+    pixels, labels = digits8.numpy_images("test", 50, raw=True)
+    images, same_labels = digits8.numpy_images("test", 50)
+    assert pixels.dtype == np.uint8 and pixels.shape == (50, 8, 8, 3)
+    np.testing.assert_array_equal(labels, same_labels)
+    np.testing.assert_allclose(images, pixels.astype(np.float32) * (2 / digits8.pixel_max) - 1, atol=1e-6)
+    assert digits8.pixel_max == 240.0 and pixels.max() == 240  # digits 0..16, times 15
+
+
 def test_digits_resized_images_and_labels():
     data = load_dataset("digits", image_size=24, seed=3, max_examples=50)
     assert data.sizes == {"train": 50, "validation": 50, "test": 50}

@@ -50,3 +50,23 @@ def test_every_relative_link_resolves(document):
 
 def test_the_readme_stays_a_front_door():
     assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
+
+
+def _quickstart_commands():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```bash\n(.*?)^```", section, re.S | re.M).group(1)
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_quickstart_is_two_commands_and_ci_runs_the_test_one():
+    install_and_run, install_and_test = _quickstart_commands()
+    assert install_and_run.endswith("python -m layernas_tf.main")
+    assert install_and_test.endswith("python -m pytest tests")
+    assert install_and_test in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def test_the_quickstart_installs_mediapipe_at_setup_pys_pin():
+    pinned = re.search(r'^MEDIAPIPE = "(.+)"$', (REPO / "setup.py").read_text(), re.M).group(1)
+    for command in _quickstart_commands():
+        assert f'pip install -q "{pinned}"' in command

@@ -78,12 +78,44 @@ def test_run_writes_results_plots_exports_and_logs(finished_run):
     assert set(winner["latency_ms"]) == {"float", "int8"} and all(v > 0 for v in winner["latency_ms"].values())
     for path in winner["tflite"].values():
         assert os.path.getsize(path) > 1000
-    assert (search_dir / "export" / "winner_saved_model" / "saved_model.pb").exists()
+    assert (search_dir / "export" / "winner" / "winner_saved_model" / "saved_model.pb").exists()
+    assert (search_dir / "export" / "winner" / "labels.txt").read_text() == "alpha\nbeta\ngamma\n"
+    assert winner["record"] == str(search_dir / "export" / "winner" / "winner.json")
     for plot in ("pareto.png", "search.png"):
         assert (search_dir / plot).stat().st_size > 5000
     assert list((search_dir / "tensorboard" / "search").glob("events.out.tfevents.*"))
     assert len(list((search_dir / "tensorboard" / "trials").glob("trial_*"))) == 4
     assert f"winner {winner['encoding']}" in done.stdout and "int8 ms" in done.stdout
+    assert f'model_asset_path="{winner["tflite"]["int8"]}"' in done.stdout  # how to load it
+
+
+def test_the_record_says_what_was_exported_beside_the_default_architecture(finished_run):
+    import searchspaces
+    from layernas_tf.costs import candidate_costs
+
+    search_dir, _ = finished_run
+    results = json.loads((search_dir / "results.json").read_text())
+    record = json.loads((search_dir / "export" / "winner" / "winner.json").read_text())
+    winner = results["winner"]
+    assert (record["encoding"], record["madds"], record["params"]) == (winner["encoding"], winner["madds"],
+                                                                       winner["params"])
+    assert record["test_accuracy"] == winner["accuracy"] and record["latency_ms"] == winner["latency_ms"]
+    assert record["latency_threads"] == 1 and record["labels"] == ["alpha", "beta", "gamma"]
+    assert record["input"] == {"float": {"shape": [1, 8, 8, 3], "dtype": "float32", "value_range": [0.0, 255.0]},
+                               "int8": {"shape": [1, 8, 8, 3], "dtype": "uint8", "value_range": [0.0, 255.0]}}
+    assert len(record["blocks"]) == 7 and record["blocks"][0].startswith("block_0:")
+    assert record["metadata"] is True and record["command"].startswith("python -m layernas_tf.main --dataset=folder:")
+    space = searchspaces.get_space("cifar_mobilenet_v2")
+    default = record["default_architecture"]
+    costs = candidate_costs(space, space.default, 8, 3)
+    assert (default["encoding"], default["madds"], default["params"]) == ("0-1-1-5-5-5-5", costs.madds, costs.params)
+    stored = {row[1]: row[3] for row in _completed(search_dir)}
+    if default["encoding"] in stored:  # the search trained it: its stored proxy accuracy
+        assert default["source"] == "stored trial of the search"
+        assert default["proxy_val_accuracy"] == pytest.approx(stored[default["encoding"]])
+    else:  # trained by the export with the search's proxy settings, and not stored
+        assert default["source"] == "trained with the search's proxy training"
+        assert 0 <= default["proxy_val_accuracy"] <= 1
 
 
 def test_exported_int8_model_scores_what_the_report_says(finished_run, image_folder):
@@ -93,7 +125,7 @@ def test_exported_int8_model_scores_what_the_report_says(finished_run, image_fol
     search_dir, _ = finished_run
     winner = json.loads((search_dir / "results.json").read_text())["winner"]
     data = load_dataset(f"folder:{image_folder}", image_size=8, seed=0, max_examples=48)
-    images, labels = data.numpy_images("test", data.sizes["test"])
+    images, labels = data.numpy_images("test", data.sizes["test"], raw=True)  # pixels, as an app passes them
     with open(winner["tflite"]["int8"], "rb") as f:
         scores = predict(f.read(), images)
     assert scores.shape == (len(labels), 3)
@@ -274,3 +306,80 @@ def test_a_latency_search_stores_its_table_and_refuses_another_on_resume(tmp_pat
 ])
 def test_bad_latency_flags_are_refused_when_parsed(argv, message):
     test_bad_flags_are_refused_when_parsed_naming_the_flag(argv, message)
+
+
+def _export(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "layernas_tf.export_main", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_export_command_takes_the_best_stored_candidate_within_a_new_target(finished_run):
+    from layernas_tf.api import stored_search
+    from layernas_tf.finalize import choose
+    import searchspaces
+
+    search_dir, _ = finished_run
+    before = _stored(search_dir)
+    result = stored_search(str(search_dir), searchspaces.get_space("cifar_mobilenet_v2"))
+    completed = [t for t in result.trials if t.status == "completed"]
+    target = sorted(t.params for t in completed)[1]  # excludes the cheapest trial by params
+    expected = max((t for t in completed if t.params <= target), key=lambda t: (result.score(t), t.reward, -t.number))
+    assert choose(result, "params", target) == expected
+    done = _export(f"--search_dir={search_dir}", f"--target_params={target}", "--final_epochs=1",
+                   "--calibration_images=16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = search_dir / "export" / expected.encoding
+    record = json.loads((folder / f"{expected.encoding}.json").read_text())
+    assert record["encoding"] == expected.encoding and record["params"] <= target
+    assert record["chosen_by"] == f"--target_params={target:g}" and record["labels"] == ["alpha", "beta", "gamma"]
+    assert record["proxy_val_accuracy"] == pytest.approx(expected.reward)
+    assert record["command"] == (f"python -m layernas_tf.export_main --search_dir={search_dir} "
+                                 f"--target_params={target} --final_epochs=1 --calibration_images=16")
+    assert {p.name for p in folder.iterdir()} >= {f"{expected.encoding}_float.tflite", f"{expected.encoding}_int8.tflite",
+                                                  "labels.txt"}
+    assert "int8 ms" in done.stdout and str(folder) in done.stdout
+    assert _stored(search_dir) == before  # the stored trials are never changed
+
+
+def test_export_command_refuses_a_target_no_stored_candidate_meets(finished_run):
+    search_dir, _ = finished_run
+    cheapest = min(row[0] for row in sqlite3.connect(search_dir / "trials.sqlite").execute(
+        "SELECT madds FROM trials WHERE status = 'completed'"))
+    done = _export(f"--search_dir={search_dir}", "--target_madds=1000")
+    assert done.returncode != 0
+    assert (f"--target_madds=1000: no stored candidate has madds <= 1,000: the cheapest stored candidate costs "
+            f"{cheapest:,}") in done.stderr
+
+
+def test_export_command_refuses_an_encoding_that_does_not_parse(finished_run):
+    search_dir, _ = finished_run
+    done = _export(f"--search_dir={search_dir}", "--encoding=1-2-x")
+    assert done.returncode != 0 and "--encoding=1-2-x:" in done.stderr
+    done = _export(f"--search_dir={search_dir}", "--encoding=1-2-3")
+    assert done.returncode != 0
+    assert "--encoding=1-2-3: encoding for search space 'cifar_mobilenet_v2' must have 7 layers, got 3" in done.stderr
+
+
+def test_export_command_refuses_a_directory_without_a_search(tmp_path):
+    done = _export(f"--search_dir={tmp_path}")
+    assert done.returncode != 0 and f"--search_dir={tmp_path} holds no search (no trials.sqlite)" in done.stderr
+
+
+def test_an_export_folder_of_other_files_is_never_overwritten(finished_run, tmp_path):
+    import dataclasses
+
+    import searchspaces
+    from layernas_tf.finalize import SearchSetup, export_dir
+    from train.spec import DataSpec, TrainSettings
+
+    setup = SearchSetup(searchspaces.get_space("cifar_mobilenet_v2"), DataSpec(), TrainSettings(), 8, 3, 0.9, 0,
+                        str(tmp_path), {"space": "cifar_mobilenet_v2"}, "madds <= 5e5")
+    identity = {"search": setup.fingerprint, "encoding": "0-0-0-0-0-0-0"}
+    assert export_dir(setup, "winner", identity) == tmp_path / "export" / "winner"  # nothing there yet
+    (tmp_path / "export" / "winner").mkdir(parents=True)
+    (tmp_path / "export" / "winner" / "winner_int8.tflite").write_bytes(b"another search's model")
+    assert export_dir(setup, "winner", identity) == tmp_path / "export" / "winner_2"
+    (tmp_path / "export" / "winner" / "winner.json").write_text(json.dumps({"identity": identity}))
+    assert export_dir(setup, "winner", identity) == tmp_path / "export" / "winner"  # its own earlier export
+    other = dataclasses.replace(setup, config={"space": "cifar_mobilenet_v2", "seed": 1})
+    assert export_dir(other, "winner", {**identity, "search": other.fingerprint}) == tmp_path / "export" / "winner_2"

@@ -155,13 +155,14 @@ class Dataset:
         """Bytes a cached `split` takes: uint8 pixels and an int32 label per example."""
         return self.examples(split, examples) * (self.image_size * self.image_size * 3 + 4)
 
-    def numpy_images(self, split: str, n: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The first min(n, size) examples of `split`: images float32 (k, S, S, 3) and labels int32 (k,).
+    def numpy_images(self, split: str, n: int, raw: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """The first min(n, size) examples of `split`: images float32 (k, S, S, 3) in [-1, 1] (with `raw`,
+        the uint8 pixels before scaling, as an exported model takes them) and labels int32 (k,).
 
         Digits and folder splits are ordered with the classes interleaved, so a prefix is near-balanced
         (useful for int8 calibration). Raises ValueError for an unknown split or n below 1.
         """
-        ds = self.split(split)
+        ds = self._raw(split) if raw else self.split(split)
         if n < 1:
             raise ValueError(f"n={n} must be at least 1")
         batches = [(x.numpy(), y.numpy()) for x, y in ds.take(n).batch(256)]  # splits are never empty

@@ -74,7 +74,8 @@ def measure_latency(tflite_model: bytes, num_threads: int = 1, warmup: int = 5, 
 
 
 def predict(tflite_model: bytes, images: np.ndarray, num_threads: int = 1, interpreter: Optional[Interpreter] = None) -> np.ndarray:
-    """Class scores for float `images` (NHWC), one image per invoke; handles int8 input/output."""
+    """Class scores for `images` (NHWC, values as the model takes them: raw pixels 0-255 for an exported
+    model), one image per invoke; quantizes integer (int8, uint8) inputs and dequantizes integer outputs."""
     interpreter = interpreter or make_interpreter(tflite_model, num_threads)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
