@@ -211,11 +211,12 @@ def main(argv):
     setup_worker_tensorflow()  # op determinism, GPU memory growth
     start = time.perf_counter()
     job = _data_phase()
+    search_started_at = time.time()  # the store's finish times are wall-clock times
     result, runner = _search_phase(job)
     search_seconds = time.perf_counter() - start
     setup, finalists, finals, reference = _final_training_phase(job, result, runner)
     exports = _export_phase(job, setup, finalists, finals, reference)
-    _report_phase(job, result, exports, runner.slots, search_seconds, start)
+    _report_phase(job, result, exports, runner.slots, search_seconds, start, search_started_at)
 
 
 def _data_phase() -> Job:
@@ -364,7 +365,8 @@ def _export_phase(job: Job, setup, finalists, finals, reference):
                             command_line("layernas_tf.main"))
 
 
-def _report_phase(job: Job, result, exports, trials_at_once: int, search_seconds: float, start: float) -> None:
+def _report_phase(job: Job, result, exports, trials_at_once: int, search_seconds: float, start: float,
+                  search_started_at: float) -> None:
     """Print the best trials and the exports, plot the search and write results.json."""
     from layernas_tf import report
     from layernas_tf.finalize import print_exports
@@ -390,6 +392,12 @@ def _report_phase(job: Job, result, exports, trials_at_once: int, search_seconds
                             "latency_ms": e.report.latency_ms, "tflite": e.report.tflite, "record": e.record_path}
                            for name, e in exports.items() if name != "winner"],
     }
+    sweep_trials = result.searcher_state.get("sweep_trials")
+    if sweep_trials is not None and not result.resumed_trials:  # a resumed search's times span two runs
+        extra["phases"] = report.phase_rates(result.trials, sweep_trials, search_started_at)
+        print("sweep: {trials} trials in {minutes} min ({trials_per_min} trials/min)".format(**extra["phases"]["sweep"]))
+        print("refinement: {trials} trials in {minutes} min ({trials_per_min} trials/min)".format(
+            **extra["phases"]["refine"]))
     if job.latency_fn is not None:
         extra["latency_model"] = {k: v for k, v in job.latency_fn.to_json().items() if k != "entries_ms"}
         extra["latency_model"]["winner_predicted_ms"] = job.latency_fn(job.space.parse(result.winner.encoding))

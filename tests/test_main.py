@@ -87,6 +87,9 @@ def test_run_writes_results_plots_exports_and_logs(finished_run):
     assert len(list((search_dir / "tensorboard" / "trials").glob("trial_*"))) == 4
     assert f"winner {winner['encoding']}" in done.stdout and "int8 ms" in done.stdout
     assert f'model_asset_path="{winner["tflite"]["int8"]}"' in done.stdout  # how to load it
+    phases = results["phases"]  # LayerNAS's sweep and refinement, split at the sweep's last hand-out
+    assert phases["sweep"]["trials"] + phases["refine"]["trials"] == 4 and phases["sweep"]["trials"] >= 1
+    assert f"sweep: {phases['sweep']['trials']} trials in" in done.stdout
 
 
 def test_the_record_says_what_was_exported_beside_the_default_architecture(finished_run):

@@ -187,6 +187,11 @@ class LayerNAS(Searcher):
         self.phase = "sweep"
         self._start_layer()
 
+    def get_state(self) -> dict:
+        """The base state, plus `sweep_trials`: how many of the first hand-outs the sweep made (the rest
+        are the refinement's)."""
+        return {**super().get_state(), "sweep_trials": self._sweep_asked}
+
     def settings(self) -> dict:
         num_buckets = self.num_buckets if self.bucket_plan == "upfront" else self.configured_buckets
         return {"num_buckets": num_buckets, "per_bucket": self.per_bucket, "fill": self.fill,
