@@ -100,7 +100,7 @@ def _cells(metric, by_budget):
      {"10": {"layernas": 90.0, "random": 91.0}, "20": {"layernas": 95.0, "random": 94.0}}, "| random | **91.000** | 94.000 |"),
 ])
 def test_results_at_equal_time_are_named_after_what_they_hold(metric, values, at_reference_times, bold):
-    from layernas_tf.benchmarks.tables import equal_time_table
+    from layernas_tf.benchmarks.summary import equal_time_table
 
     summary = {algorithm: _cells(metric, by_budget) for algorithm, by_budget in values.items()}
     markdown, data = equal_time_table(summary, "layernas", [10, 20])

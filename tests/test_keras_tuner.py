@@ -297,7 +297,7 @@ class _Wrapped(keras_tuner.HyperModel):
 def test_per_layer_look_ups_predict_built_counts_exactly_with_few_builds():
     import random
 
-    from layernas_tf.benchmarks.keras_tuner import build_digits_cnn
+    from layernas_tf.benchmarks.hypermodels import build_digits_cnn
 
     table, costs = _table_and_costs(build_digits_cnn)
     assert costs.learn(checks=4)
