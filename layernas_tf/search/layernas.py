@@ -238,11 +238,6 @@ class LayerNAS(Searcher):
         prediction = min(self._fitted_model(f).predict(encoding) for f in set(fractions or (self.model_fraction,)))
         return self.shrinkage * reward + (1 - self.shrinkage) * prediction
 
-    def _ranked(self, candidates) -> List[Encoding]:
-        """Evaluated candidates, best score first (scores computed once)."""
-        scores = {c: self.score(c) for c in candidates}
-        return sorted(scores, key=lambda c: (-scores[c], c))
-
     def selection_score(self, encoding: Sequence[int]) -> float:
         """The noise-aware score of the final pick: `score` with the model fitted on the better
         `select_fraction` of the evaluations (`chosen_select_fraction` when it is 0); with
