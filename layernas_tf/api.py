@@ -298,7 +298,7 @@ def stored_search(search_dir: str, space: SearchSpace,
       FileNotFoundError: no trial store in `search_dir`.
       ValueError: `space` is not the recorded space.
     """
-    from layernas_tf.search.base import HandOut
+    from layernas_tf.coordinator import resume_log
     from layernas_tf.store import RUNNING
 
     config = recorded_config(search_dir)
@@ -315,12 +315,7 @@ def stored_search(search_dir: str, space: SearchSpace,
         stored = store.trials()
     finally:
         store.close()
-    # The coordinator's resume log: hand-out order, with when each result was told.
-    algorithm.replay_log([
-        HandOut(space.parse(t.encoding), t.reward if t.status == COMPLETED else None,
-                t.number if t.told_before is None else t.told_before,
-                None if t.status == RUNNING else (t.number if t.told_order is None else t.told_order))
-        for t in stored])
+    algorithm.replay_log(resume_log(stored, space.parse))  # as a resumed search replays it
     trained = {t.encoding: t for t in stored if t.repeat_of is None and t.status != RUNNING}
     best = algorithm.best()
     winner = trained.get(space.to_string(best.encoding)) if best else None

@@ -27,6 +27,16 @@ class TooManyFailuresError(RuntimeError):
     """Trials failed `max_consecutive_failures` times in a row: most likely a bug, not a bad candidate."""
 
 
+def resume_log(stored: List[TrialRecord], parse) -> List[HandOut]:
+    """The searcher's replay log of stored trials, in hand-out order: each with its reward (None unless
+    completed), how many results had been told when it was handed out, and its place in the telling
+    order (None while running). Stores written before these were recorded were sequential."""
+    return [HandOut(parse(t.encoding), t.reward if t.status == COMPLETED else None,
+                    t.number if t.told_before is None else t.told_before,
+                    None if t.status == RUNNING else (t.number if t.told_order is None else t.told_order))
+            for t in stored]
+
+
 @dataclasses.dataclass
 class CoordinatorResult:
     trials: List[TrialRecord]
@@ -75,12 +85,7 @@ class Coordinator:
     # -- resume ---------------------------------------------------------------------------------
     def _resume(self) -> List[TrialRecord]:
         stored = self.store.trials()
-        handouts = []
-        for t in stored:
-            told_before = t.number if t.told_before is None else t.told_before  # older stores: sequential
-            told_order = None if t.status == RUNNING else (t.number if t.told_order is None else t.told_order)
-            reward = t.reward if t.status == COMPLETED else None
-            handouts.append(HandOut(self.space.parse(t.encoding), reward, told_before, told_order))
+        handouts = resume_log(stored, self.space.parse)
         self.searcher.replay_log(handouts)
         self.told = sum(h.told_order is not None for h in handouts)
         self.next_number = len(stored)
