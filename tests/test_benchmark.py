@@ -128,8 +128,21 @@ def test_ablation_cli_runs_each_variant(tables, tmp_path):
     payload = json.loads((tmp_path / "ablation.json").read_text())
     assert set(payload["variants"]) == {"default", "paper"}
     assert payload["variants"]["paper"]["settings"] == ["fill=cheapest", "bucket_by=total", "selection=observed",
-                                                         "refine=none"]
+                                                         "refine=none", "num_buckets=0"]
     assert "| `paper` |" in (tmp_path / "ablation.md").read_text()
+    assert "Largest setback with budget" in (tmp_path / "ablation.md").read_text()
+
+
+def test_largest_setback_is_the_worst_later_budget_against_any_earlier_one():
+    from layernas_tf.benchmarks.ablation import largest_setback
+
+    regrets = {25: {"mean_regret": 0.5}, 50: {"mean_regret": 0.2}, 100: {"mean_regret": 0.3},
+               200: {"mean_regret": 0.25}, 400: {"mean_regret": 0.1}}
+    setback, small, large = largest_setback(regrets, "mean_regret")
+    assert (round(setback, 6), small, large) == (0.1, 50, 100)
+    scores = {50: {"mean_score": 90.0}, 100: {"mean_score": 89.5}, 200: {"mean_score": 91.0}}
+    assert largest_setback(scores, "mean_score") == (0.5, 50, 100)
+    assert largest_setback({50: {"mean_regret": 0.3}, 100: {"mean_regret": 0.2}}, "mean_regret") == (0.0, 50, 100)
 
 
 def test_reordered_table_keeps_every_record(tmp_path):

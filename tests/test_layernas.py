@@ -96,10 +96,43 @@ def test_a_budget_that_ends_in_the_sweep_still_returns_a_feasible_answer():
         assert searcher.best() is not None and problem.cost_of(searcher.best().encoding) <= 12
 
 
+def test_the_first_trial_meets_the_target_when_no_first_step_child_can():
+    # The default (all 2s) costs 17 > 12, and its first layer alone can save 2 at most. Moving its last
+    # layers to their cheapest options, last first, meets the target at the third: 10.
+    problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), 12, default=(2,) * 5)
+    searcher = LayerNAS(problem, budget=100, seed=0)
+    assert searcher.ask(1) == [(2, 2, 0, 0, 0)]
+    assert problem.cost_of((2, 2, 2, 0, 0)) == 13 and problem.cost_of((2, 2, 0, 0, 0)) == 10
+
+
+def test_the_first_trial_is_the_sweeps_own_when_a_first_step_child_meets_the_target():
+    problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), 15, default=(2,) * 5)
+    # (0, 2, 2, 2, 2) costs 15: the sweep's first step has a feasible child, so no extra trial is spent.
+    assert LayerNAS(problem, budget=100, seed=0).ask(1) == [(0, 2, 2, 2, 2)]
+
+
+@pytest.mark.parametrize("max_cost, noise", [(12, 0.3), (14, 0.0), (20, 0.3)])
+def test_a_larger_budget_continues_the_smaller_run(max_cost, noise):
+    problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), max_cost, default=(2,) * 5)
+    short = run(LayerNAS(problem, budget=30, seed=0), noise=noise)
+    long = run(LayerNAS(problem, budget=120, seed=0), noise=noise)
+    assert short.anytime and long.anytime
+    assert len(short.trials) == 30 and len(long.trials) > 30
+    assert [t.encoding for t in long.trials[:30]] == [t.encoding for t in short.trials]
+
+
+def test_buckets_planned_from_the_budget_make_each_budget_another_search():
+    problem = additive_problem(12)
+    searcher = LayerNAS(problem, budget=200, seed=0, num_buckets=0)
+    assert not searcher.anytime
+    assert max(run(searcher).bucket_history) > 1
+
+
 def test_replay_of_a_batched_run_that_ends_in_the_sweep():
     problem = Problem((4,) * 5, lambda e: sum(COSTS[i][o] for i, o in enumerate(e)), 12, default=(2,) * 5)
-    original = run(LayerNAS(problem, budget=7, seed=0), noise=0.3)  # asks 4 at a time
-    rebuilt = LayerNAS(problem, budget=7, seed=0)
+    # Asks 4 at a time; without speculation a batch holds only what a sequential search asks next.
+    original = run(LayerNAS(problem, budget=7, seed=0, speculate="none"), noise=0.3)
+    rebuilt = LayerNAS(problem, budget=7, seed=0, speculate="none")
     rebuilt.replay(original.trials)
     assert rebuilt.best().encoding == original.best().encoding
 
@@ -187,8 +220,8 @@ def test_a_step_keeps_children_whose_open_attributes_can_still_meet_the_target()
 
 def test_per_step_buckets_spend_the_sweep_budget_the_upfront_plan_leaves():
     problem = additive_problem(12)
-    upfront = run(LayerNAS(problem, budget=200, seed=0, bucket_plan="upfront"))
-    per_step = run(LayerNAS(problem, budget=200, seed=0))
+    upfront = run(LayerNAS(problem, budget=200, seed=0, num_buckets=0, bucket_plan="upfront"))
+    per_step = run(LayerNAS(problem, budget=200, seed=0, num_buckets=0))
     assert set(upfront.bucket_history) == {upfront.num_buckets}
     assert max(per_step.bucket_history) > upfront.num_buckets
     assert per_step._sweep_asked <= per_step.sweep_budget == 60
@@ -197,7 +230,7 @@ def test_per_step_buckets_spend_the_sweep_budget_the_upfront_plan_leaves():
 
 def test_replay_of_attribute_steps_with_per_step_buckets():
     problem = attribute_problem(12)
-    original = run(LayerNAS(problem, 60, seed=0), noise=0.3)  # asks 4 at a time
+    original = run(LayerNAS(problem, 60, seed=0, num_buckets=0), noise=0.3)  # asks 4 at a time
     state = original.get_state()
     rebuilt = make_searcher("layernas", problem, state["budget"], state["seed"], **state["settings"])
     rebuilt.replay_log([HandOut(**h) for h in state["handouts"]])
@@ -271,7 +304,8 @@ def test_the_final_pick_averages_its_reward_with_the_lower_of_two_models():
 def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_macro():
     # NAS-Bench-Macro at 75% FLOPs: nearly every network is feasible and the space is far from
     # additive. The model fitted on all evaluations over-predicts its favourite by more than a point,
-    # and a pick that trusts it returns a worse network the more the search evaluates.
+    # and a pick that trusts it returns a worse network the more the search evaluates. (Shown on the
+    # search whose buckets are planned from the budget, num_buckets=0, where it was found.)
     from conftest import shared_table
     from layernas_tf.search.harness import query_noise
     from layernas_tf.search.tables import load_table
@@ -280,7 +314,7 @@ def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_ma
     problem = table.problem(0.75)
     _, oracle = table.oracle(problem)
     for seed in range(3):
-        searcher, repeats = LayerNAS(problem, budget=400, seed=seed), {}
+        searcher, repeats = LayerNAS(problem, budget=400, seed=seed, num_buckets=0), {}
         while not searcher.done:
             (e,) = searcher.ask(1)
             repeats[e] = repeats.get(e, -1) + 1

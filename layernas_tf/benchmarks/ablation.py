@@ -7,7 +7,8 @@ layernas_tf.benchmarks.surrogates:cifar_mobilenet_v2_32 --runs=100 --flops_fract
 
 Every variant runs the same seeds and noise as `layernas_tf.benchmarks.tables`. Writes DIR/ablation.json and
 DIR/ablation.md: per table mean regret, per objective (each over the space it names) mean score, for
-each budget, one row per variant. No TensorFlow.
+each budget, one row per variant; and per variant and table, the largest setback with budget (how much
+worse a larger budget's mean is than a smaller one's). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ flags.DEFINE_list("variants", None, "Variant names to run (default: all); allowe
 # faithful reading of the paper; every other row changes one setting of the default.
 VARIANTS: Dict[str, tuple] = {
     "default": ("the shipped searcher", []),
-    "paper": ("paper reading: cheapest fill, total-cost buckets, observed rewards, no refinement",
-              ["fill=cheapest", "bucket_by=total", "selection=observed", "refine=none"]),
+    "paper": ("paper reading: cheapest fill, total-cost buckets, observed rewards, no refinement, H from the budget",
+              ["fill=cheapest", "bucket_by=total", "selection=observed", "refine=none", "num_buckets=0"]),
     "steps=layers": ("one sweep step per layer over all its options", ["steps=layers"]),
-    "bucket_plan=upfront": ("one H for the whole sweep, from its worst case", ["bucket_plan=upfront"]),
-    "layers+upfront": ("both of the above (the searcher before attribute steps)",
-                       ["steps=layers", "bucket_plan=upfront"]),
-    "num_buckets=1": ("one cost bucket: a greedy sweep that keeps the best child of each step", ["num_buckets=1"]),
+    "num_buckets=0": ("H planned from the budget when each step closes: each budget is another search",
+                      ["num_buckets=0"]),
+    "bucket_plan=upfront": ("one H for the whole sweep, from the budget's worst case",
+                            ["num_buckets=0", "bucket_plan=upfront"]),
+    "layers+upfront": ("steps=layers and bucket_plan=upfront (the searcher before attribute steps)",
+                       ["steps=layers", "num_buckets=0", "bucket_plan=upfront"]),
+    "num_buckets=2": ("two cost buckets in every step", ["num_buckets=2"]),
     "fill=cheapest": ("unsearched layers at their cheapest option", ["fill=cheapest"]),
     "bucket_by=total": ("buckets keyed on the child's whole cost", ["bucket_by=total"]),
     "selection=observed": ("rank by a candidate's own noisy reward", ["selection=observed"]),
-    "refine=none": ("no refinement: the whole budget plans the sweep", ["refine=none"]),
-    "sweep_share=0.5": ("sweep plans for 50% of the budget", ["sweep_share=0.5"]),
+    "refine=none": ("no refinement: the whole budget plans the sweep", ["refine=none", "num_buckets=0"]),
+    "sweep_share=0.5": ("H planned from the budget, the sweep planning for 50% of it",
+                        ["num_buckets=0", "sweep_share=0.5"]),
     "refine_radius=1": ("refinement tries one-layer changes only", ["refine_radius=1"]),
     "per_bucket=2": ("each bucket keeps its 2 best", ["per_bucket=2"]),
     "model_fraction=1": ("search-time model fitted on all evaluations", ["model_fraction=1"]),
@@ -79,6 +84,34 @@ def ablation_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[
     return "\n".join(lines)
 
 
+def largest_setback(cells: Dict[int, dict], metric: str) -> tuple:
+    """(setback, smaller budget, larger budget): the most a larger budget's mean is worse than a smaller
+    budget's (mean regret higher, or mean score lower); 0 with the first two budgets when it never is."""
+    sign = 1.0 if metric == "mean_regret" else -1.0
+    budgets = sorted(cells)
+    worst = (0.0, budgets[0], budgets[min(1, len(budgets) - 1)])
+    for i, small in enumerate(budgets):
+        for large in budgets[i + 1:]:
+            setback = sign * (cells[large][metric] - cells[small][metric])
+            if setback > worst[0]:
+                worst = (setback, small, large)
+    return worst
+
+
+def setback_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str]) -> str:
+    """One row per variant, one column per table or objective: its `largest_setback` with budgets."""
+    names = [_short(t) for t in tables]
+    lines = ["| variant | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    metric = {t: benchmark.metric_of({v: rows[v][t] for v in rows}) for t in tables}
+    for variant, by_table in rows.items():
+        cells = []
+        for t in tables:
+            setback, small, large = largest_setback(by_table[t], metric[t])
+            cells.append(f"{setback:.3f} ({small}→{large})" if setback > 0 else "0")
+        lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     if not FLAGS.tables and not FLAGS.objectives:
@@ -108,12 +141,16 @@ def main(argv):
         "tables": FLAGS.tables, "objectives": FLAGS.objectives, "flops_fraction": FLAGS.flops_fraction, "runs": FLAGS.runs, "budgets": budgets,
         "wall_seconds": wall,
         "variants": {v: {"description": VARIANTS[v][0], "settings": VARIANTS[v][1],
-                         "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in sources}}
+                         "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in sources},
+                         "largest_setback": {t: largest_setback(rows[v][t], benchmark.metric_of(
+                             {w: rows[w][t] for w in variants})) for t in sources}}
                      for v in variants},
     }
     (out / "ablation.json").write_text(json.dumps(payload, indent=2))
     md = (f"LayerNAS ablation: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs; mean regret on tables, "
-          f"mean score on objectives (surrogates, not measurements)\n\n" + ablation_markdown(rows, list(sources), budgets))
+          f"mean score on objectives (surrogates, not measurements)\n\n" + ablation_markdown(rows, list(sources), budgets)
+          + "\n\nLargest setback with budget: how much worse a larger budget's mean is than a smaller one's "
+          "(regret up, score down), with the two budgets\n\n" + setback_markdown(rows, list(sources)))
     (out / "ablation.md").write_text(md + "\n")
     print(md)
     print(f"\nwrote {out / 'ablation.json'}, {out / 'ablation.md'}")

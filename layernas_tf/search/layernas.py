@@ -59,8 +59,9 @@ class LayerNAS(Searcher):
       problem: the search problem (options, cost, target).
       budget: at most this many queries.
       seed: seed (LayerNAS is deterministic; the seed breaks no ties but is kept for replay checks).
-      num_buckets: H cost buckets over [cheapest cost, max target]; 0 picks H from the budget
-        (`bucket_plan`).
+      num_buckets: H cost buckets over [cheapest cost, max target]. With H >= 1 the plan does not
+        depend on the budget, so a run with a larger budget is the smaller run continued (`anytime`);
+        0 picks H from the budget (`bucket_plan`), and each budget is then a different search.
       per_bucket: K candidates kept per bucket.
       fill: what unsearched layers are set to: 'cheapest' option or the problem's 'default'.
       selection: 'observed' (a candidate's own noisy reward, as in the paper) or 'additive'.
@@ -103,9 +104,8 @@ class LayerNAS(Searcher):
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
                        "dominated_buckets": "keep", "speculate": "none"}
-    anytime = False  # its plan depends on the budget
 
-    def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 0, per_bucket: int = 1,
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 1, per_bucket: int = 1,
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
                  order: str = "forward", shrinkage: float = 0.5, top_for_refine: int = 3,
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
@@ -166,6 +166,8 @@ class LayerNAS(Searcher):
         self.step_sizes = [self._step_size(step) for step in self.plan]
         self.sweep_budget = budget if refine == "none" else max(1, int(budget * sweep_share))
         self.configured_buckets = num_buckets
+        # Whether a run with a larger budget is this run continued: the plan is fixed by the problem alone.
+        self.anytime = num_buckets > 0
         if num_buckets:
             self.num_buckets = num_buckets
         elif bucket_plan == "upfront":
@@ -625,9 +627,11 @@ class LayerNAS(Searcher):
 
     # -- ask / tell hooks ---------------------------------------------------------------------
     def _feasible_fallback(self) -> Optional[Encoding]:
-        """A feasible candidate for the budget's last query when none has been evaluated: the default
-        with its layers, last searched first, moved to their cheapest options until it meets the
-        target. It depends on no result, so replay (one ask at a time) matches a batched run."""
+        """A feasible candidate when none has been evaluated or is running: the default with its
+        layers, last searched first, moved to their cheapest options until it meets the target. It
+        depends on no result, so replay (one ask at a time) matches a batched run. It is the first
+        trial when no child of the sweep's first step meets the target (so a feasible answer exists
+        from the first result on, whatever the budget), and the budget's last when nothing feasible has come back."""
         if any(self.problem.feasible(e) for e in list(self.rewards) + self.pending):
             return None
         candidate = list(self.problem.default)
@@ -642,13 +646,18 @@ class LayerNAS(Searcher):
         out: List[Encoding] = []
         self._advance()  # a layer whose children were all evaluated before is closed at once
         if self.phase == "sweep":
+            if not self.trials and not self.pending and not any(self.problem.feasible(c) for c in self.queue):
+                fallback = self._feasible_fallback()
+                if fallback is not None:
+                    self.queue = [c for c in self.queue if c != fallback]
+                    out.append(fallback)
             last_batch = n >= self.budget - len(self.trials) - len(self.pending)
             while len(out) < (n - 1 if last_batch else n):
                 child = self._next_child()
                 if child is None:
                     break
                 out.append(child)
-            if last_batch:
+            if last_batch and len(out) < n:
                 # The batch that ends the budget: never end without a feasible answer.
                 fallback = None if any(self.problem.feasible(e) for e in out) else self._feasible_fallback()
                 if fallback is not None:
