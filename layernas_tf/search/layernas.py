@@ -6,7 +6,9 @@ no longer meet the cost target (even with every unsearched layer at its cheapest
 evaluated, and no candidate is evaluated twice. Evaluated children are grouped into H cost buckets;
 each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not prod|S_i|.
 
-Beyond the paper (each is a setting; the README explains them):
+Beyond the paper (each is a setting; docs/search_engine.md explains them):
+- num_buckets=1: H is fixed, not planned from the budget, so a run with a larger budget is the run
+  with a smaller one continued (anytime); the budget left after the sweep goes to refinement.
 - selection="additive": candidates are ranked by a noise-aware score, the average of their own noisy
   reward and the prediction of an additive per-layer model fitted on the evaluations so far.
 - bucket_by="committed": a child's bucket is the cost its searched layers commit.
