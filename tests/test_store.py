@@ -1,5 +1,6 @@
 import pytest
 
+from layernas_tf.search import Problem
 from layernas_tf.store import COMPLETED, FAILED, IncompatibleSearchError, TrialRecord, TrialStore, summary_counts
 
 
@@ -51,6 +52,20 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
         assert len(store.trials()) == 1
     with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused
         TrialStore(str(tmp_path), legacy)
+
+
+def test_a_search_with_buckets_planned_from_the_budget_resumes_only_with_num_buckets_0(tmp_path):
+    from layernas_tf.search.layernas import LayerNAS
+
+    problem = Problem((2, 2), lambda e: 1.0, 2.0)
+    recorded = {"searcher_name": "layernas", "searcher": {**LayerNAS(problem, 10).settings(), "num_buckets": 0}}
+    with TrialStore(str(tmp_path), recorded) as store:
+        store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
+    today = {"searcher_name": "layernas", "searcher": LayerNAS(problem, 10).settings()}
+    with pytest.raises(IncompatibleSearchError, match="searcher.num_buckets: recorded 0, requested 1"):
+        TrialStore(str(tmp_path), today)
+    with TrialStore(str(tmp_path), recorded) as store:
+        assert len(store.trials()) == 1
 
 
 def test_a_repeated_proposal_is_stored_as_a_repeat(tmp_path):
