@@ -134,7 +134,7 @@ def test_ablation_cli_runs_each_variant(tables, tmp_path):
 
 
 def test_largest_setback_is_the_worst_later_budget_against_any_earlier_one():
-    from layernas_tf.benchmarks.ablation import largest_setback
+    from layernas_tf.benchmarks.summary import largest_setback
 
     regrets = {25: {"mean_regret": 0.5}, 50: {"mean_regret": 0.2}, 100: {"mean_regret": 0.3},
                200: {"mean_regret": 0.25}, 400: {"mean_regret": 0.1}}

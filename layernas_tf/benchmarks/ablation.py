@@ -20,6 +20,7 @@ from typing import Dict, List
 from absl import app, flags, logging
 
 from layernas_tf.benchmarks import tables as benchmark
+from layernas_tf.benchmarks.summary import largest_setback
 from layernas_tf.search import parse_settings
 
 FLAGS = flags.FLAGS
@@ -82,20 +83,6 @@ def ablation_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[
         cells = [f"{by_table[t][b][metric[t]]:.3f}" for t in tables for b in budgets]
         lines.append(f"| `{variant}` | {VARIANTS[variant][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def largest_setback(cells: Dict[int, dict], metric: str) -> tuple:
-    """(setback, smaller budget, larger budget): the most a larger budget's mean is worse than a smaller
-    budget's (mean regret higher, or mean score lower); 0 with the first two budgets when it never is."""
-    sign = 1.0 if metric == "mean_regret" else -1.0
-    budgets = sorted(cells)
-    worst = (0.0, budgets[0], budgets[min(1, len(budgets) - 1)])
-    for i, small in enumerate(budgets):
-        for large in budgets[i + 1:]:
-            setback = sign * (cells[large][metric] - cells[small][metric])
-            if setback > worst[0]:
-                worst = (setback, small, large)
-    return worst
 
 
 def setback_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str]) -> str:

@@ -73,3 +73,17 @@ def paired_table(diffs: Dict[str, Dict[str, dict]], budgets: List[int]) -> str:
                  else "n/a" for b in budgets]
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def largest_setback(cells: Dict[int, dict], metric: str) -> tuple:
+    """(setback, smaller budget, larger budget): the most a larger budget's mean is worse than a smaller
+    budget's (mean regret higher, or mean score lower); 0 with the first two budgets when it never is."""
+    sign = 1.0 if metric == "mean_regret" else -1.0
+    budgets = sorted(cells)
+    worst = (0.0, budgets[0], budgets[min(1, len(budgets) - 1)])
+    for i, small in enumerate(budgets):
+        for large in budgets[i + 1:]:
+            setback = sign * (cells[large][metric] - cells[small][metric])
+            if setback > worst[0]:
+                worst = (setback, small, large)
+    return worst
