@@ -633,7 +633,8 @@ class LayerNAS(Searcher):
         layers, last searched first, moved to their cheapest options until it meets the target. It
         depends on no result, so replay (one ask at a time) matches a batched run. It is the first
         trial when no child of the sweep's first step meets the target (so a feasible answer exists
-        from the first result on, whatever the budget), and the budget's last when nothing feasible has come back."""
+        from the first result on, whatever the budget), and the budget's last when nothing feasible
+        has come back."""
         if any(self.problem.feasible(e) for e in list(self.rewards) + self.pending):
             return None
         candidate = list(self.problem.default)
