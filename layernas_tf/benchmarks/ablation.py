@@ -85,16 +85,20 @@ def ablation_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[
     return "\n".join(lines)
 
 
-def setback_markdown(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str]) -> str:
-    """One row per variant, one column per table or objective: its `largest_setback` with budgets."""
+def setbacks_of(rows: Dict[str, Dict[str, Dict[int, dict]]], tables: List[str]) -> Dict[str, Dict[str, tuple]]:
+    """Per variant and table or objective, its `largest_setback` (mean regret on tables, mean score on
+    objectives)."""
+    metric = {t: benchmark.metric_of({v: rows[v][t] for v in rows}) for t in tables}
+    return {v: {t: largest_setback(by_table[t], metric[t]) for t in tables} for v, by_table in rows.items()}
+
+
+def setback_markdown(setbacks: Dict[str, Dict[str, tuple]], tables: List[str]) -> str:
+    """One row per variant, one column per table or objective: its largest setback with the budgets."""
     names = [_short(t) for t in tables]
     lines = ["| variant | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    metric = {t: benchmark.metric_of({v: rows[v][t] for v in rows}) for t in tables}
-    for variant, by_table in rows.items():
-        cells = []
-        for t in tables:
-            setback, small, large = largest_setback(by_table[t], metric[t])
-            cells.append(f"{setback:.3f} ({small}→{large})" if setback > 0 else "0")
+    for variant, by_table in setbacks.items():
+        cells = [f"{by_table[t][0]:.3f} ({by_table[t][1]}→{by_table[t][2]})" if by_table[t][0] > 0 else "0"
+                 for t in tables]
         lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -124,20 +128,20 @@ def main(argv):
         logging.info("%s: %d variants x %d runs in %.0f s", table_path, len(variants), FLAGS.runs, wall[table_path])
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
+    setbacks = setbacks_of(rows, list(sources))
     payload = {
         "tables": FLAGS.tables, "objectives": FLAGS.objectives, "flops_fraction": FLAGS.flops_fraction, "runs": FLAGS.runs, "budgets": budgets,
         "wall_seconds": wall,
         "variants": {v: {"description": VARIANTS[v][0], "settings": VARIANTS[v][1],
                          "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in sources},
-                         "largest_setback": {t: largest_setback(rows[v][t], benchmark.metric_of(
-                             {w: rows[w][t] for w in variants})) for t in sources}}
+                         "largest_setback": setbacks[v]}
                      for v in variants},
     }
     (out / "ablation.json").write_text(json.dumps(payload, indent=2))
     md = (f"LayerNAS ablation: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs; mean regret on tables, "
           f"mean score on objectives (surrogates, not measurements)\n\n" + ablation_markdown(rows, list(sources), budgets)
           + "\n\nLargest setback with budget: how much worse a larger budget's mean is than a smaller one's "
-          "(regret up, score down), with the two budgets\n\n" + setback_markdown(rows, list(sources)))
+          "(regret up, score down), with the two budgets\n\n" + setback_markdown(setbacks, list(sources)))
     (out / "ablation.md").write_text(md + "\n")
     print(md)
     print(f"\nwrote {out / 'ablation.json'}, {out / 'ablation.md'}")
