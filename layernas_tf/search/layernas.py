@@ -628,14 +628,14 @@ class LayerNAS(Searcher):
         return best
 
     # -- ask / tell hooks ---------------------------------------------------------------------
-    def _feasible_fallback(self) -> Optional[Encoding]:
-        """A feasible candidate when none has been evaluated or is running: the default with its
+    def _feasible_fallback(self, batch: Sequence[Encoding] = ()) -> Optional[Encoding]:
+        """A feasible candidate when none has been evaluated, is running or is in `batch`: the default with its
         layers, last searched first, moved to their cheapest options until it meets the target. It
         depends on no result, so replay (one ask at a time) matches a batched run. It is the first
         trial when no child of the sweep's first step meets the target (so a feasible answer exists
         from the first result on, whatever the budget), and the budget's last when nothing feasible
         has come back."""
-        if any(self.problem.feasible(e) for e in list(self.rewards) + self.pending):
+        if any(self.problem.feasible(e) for e in list(self.rewards) + self.pending + list(batch)):
             return None
         candidate = list(self.problem.default)
         for layer in reversed(self.order):
@@ -645,15 +645,21 @@ class LayerNAS(Searcher):
         candidate = tuple(candidate)
         return candidate if self.problem.feasible(candidate) and candidate not in self.rewards else None
 
+    def _take_fallback(self, out: List[Encoding]) -> bool:
+        """Append the feasible fallback to `out` (taking it off the sweep's queue); False when there is none."""
+        fallback = self._feasible_fallback(out)
+        if fallback is None:
+            return False
+        self.queue = [c for c in self.queue if c != fallback]
+        out.append(fallback)
+        return True
+
     def _propose(self, n: int) -> List[Encoding]:
         out: List[Encoding] = []
         self._advance()  # a layer whose children were all evaluated before is closed at once
         if self.phase == "sweep":
             if not self.trials and not self.pending and not any(self.problem.feasible(c) for c in self.queue):
-                fallback = self._feasible_fallback()
-                if fallback is not None:
-                    self.queue = [c for c in self.queue if c != fallback]
-                    out.append(fallback)
+                self._take_fallback(out)
             last_batch = n >= self.budget - len(self.trials) - len(self.pending)
             while len(out) < (n - 1 if last_batch else n):
                 child = self._next_child()
@@ -662,11 +668,7 @@ class LayerNAS(Searcher):
                 out.append(child)
             if last_batch and len(out) < n:
                 # The batch that ends the budget: never end without a feasible answer.
-                fallback = None if any(self.problem.feasible(e) for e in out) else self._feasible_fallback()
-                if fallback is not None:
-                    self.queue = [c for c in self.queue if c != fallback]
-                    out.append(fallback)
-                else:
+                if not self._take_fallback(out):
                     child = self._next_child()
                     if child is not None:
                         out.append(child)
