@@ -85,6 +85,8 @@ def test_unknown_algorithm_is_refused():
 def test_bad_layernas_setting_is_refused():
     with pytest.raises(ValueError, match="fill='middle' is not allowed"):
         LayerNAS(additive_problem(12), 10, fill="middle")
+    with pytest.raises(ValueError, match=r"layernas explore must be in \[0, 10\] \(standard errors; 0: no bonus\), got -1"):
+        LayerNAS(additive_problem(12), 10, explore=-1)
 
 
 def test_a_budget_that_ends_in_the_sweep_still_returns_a_feasible_answer():
@@ -151,8 +153,9 @@ class RandomPairwiseCost:
         return self.first[e[0]] + sum(t[a][b] for t, a, b in zip(self.terms, e, e[1:]))
 
 
-@pytest.mark.parametrize("seed, radius, pairwise", [(0, 2, True), (1, 2, True), (3, 2, False), (2, 1, True)])
-def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_would(seed, radius, pairwise):
+@pytest.mark.parametrize("seed, radius, pairwise, explore", [(0, 2, True, 1.0), (1, 2, True, 0.0), (3, 2, False, 1.0),
+                                                             (2, 1, True, 2.0)])
+def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_would(seed, radius, pairwise, explore):
     # With `pairwise`, refinement may skip non-adjacent pairs that cannot meet the target unvisited.
     rng = random.Random(seed)
     options = (4, 6, 5, 6, 3, 6)
@@ -160,12 +163,12 @@ def test_refinement_picks_the_best_predicted_neighbour_as_scoring_every_one_woul
     problem = Problem(options, cost, max_cost=sorted(cost(tuple(rng.randrange(n) for n in options))
                                                      for _ in range(200))[100])
     assert problem.pairwise_cost is pairwise
-    searcher = LayerNAS(problem, budget=80, seed=seed, refine_radius=radius)
+    searcher = LayerNAS(problem, budget=80, seed=seed, refine_radius=radius, explore=explore)
     checked = 0
     while not searcher.done and len(searcher.trials) < 80:
         for handout in searcher.ask(1):
             if searcher.phase == "refine":
-                model = searcher._fitted_model(searcher.model_fraction)
+                model = searcher._refinement_model()  # with explore > 0, the prediction plus each option's bonus
                 for base in list(searcher.rewards)[:5]:
                     def valid(c):
                         return c not in searcher.rewards and c not in searcher.pending and problem.feasible(c)
@@ -397,3 +400,41 @@ def test_the_noise_estimate_divides_by_the_degrees_of_freedom_the_ridge_fit_leav
     squares = sum((r - model.predict(e)) ** 2 for e, r in observations)
     assert model.noise_sd() == pytest.approx((squares / (30 - 1 - np.trace(hat))) ** 0.5, rel=1e-9)
     assert AdditiveModel((3, 4, 2)).fit(observations[:4]).noise_sd() == float("inf")  # nothing left to estimate it
+
+
+def test_the_exploration_bonus_adds_standard_errors_of_each_options_effect():
+    from layernas_tf.search.additive import AdditiveModel
+
+    rng = random.Random(1)
+    observations = [((rng.randrange(3), rng.randrange(4), 0), rng.gauss(0, 1)) for _ in range(40)]
+    model = AdditiveModel((3, 4, 2)).fit(observations)
+    seen = [[sum(e[layer] == option for e, _ in observations) for option in range(n)]
+            for layer, n in enumerate((3, 4, 2))]
+    assert model.option_counts() == seen and seen[2] == [40, 0]
+    optimistic = model.with_bonus(0.7)
+    for encoding in itertools.product(range(3), range(4), range(2)):
+        bonus = sum(0.7 / (seen[layer][option] + 1) ** 0.5 for layer, option in enumerate(encoding))
+        assert optimistic.predict(encoding) == pytest.approx(model.predict(encoding) + bonus, abs=1e-12)
+    # An option never seen gets the full bonus: refinement ranks it above a seen option it predicts as well.
+    assert optimistic.predict((0, 0, 1)) - optimistic.predict((0, 0, 0)) == pytest.approx(
+        model.predict((0, 0, 1)) - model.predict((0, 0, 0)) + 0.7 - 0.7 / 41 ** 0.5)
+
+
+def test_refinement_explores_with_a_bonus_of_explore_standard_errors():
+    problem = additive_problem(12)
+    searchers = {}
+    for explore in (0.0, 1.0):
+        searcher, rng = LayerNAS(problem, budget=60, seed=0, explore=explore), random.Random(0)
+        while not searcher.done and searcher.ask(1):  # one worker: nothing is speculated in the sweep
+            searcher.tell(searcher.pending[0], reward(searcher.pending[0]) + rng.gauss(0, 0.3))
+        searchers[explore] = searcher
+    sweep = searchers[0.0].get_state()["sweep_trials"]
+    assert searchers[1.0].get_state()["sweep_trials"] == sweep  # a sequential sweep does not use it
+    assert [t.encoding for t in searchers[1.0].trials[:sweep]] == [t.encoding for t in searchers[0.0].trials[:sweep]]
+    assert [t.encoding for t in searchers[1.0].trials] != [t.encoding for t in searchers[0.0].trials]
+    searcher = searchers[1.0]
+    model = searcher._fitted_model(searcher.model_fraction)
+    bonus = searcher._refinement_model().predict((0,) * 5) - model.predict((0,) * 5)
+    counts = model.option_counts()
+    assert bonus == pytest.approx(model.noise_sd() * sum(1 / (counts[layer][0] + 1) ** 0.5 for layer in range(5)))
+    assert LayerNAS(problem, 10, explore=0.0)._refinement_model().predict((0,) * 5) == 0.0  # no bonus, no fit yet

@@ -60,6 +60,8 @@ VARIANTS: Dict[str, tuple] = {
                                ["dominated_buckets=drop"]),
     "prune=dominated": ("a sweep child is not trained when a sibling at no more committed cost beat it under the step's other parents",
                         ["prune=dominated"]),
+    "explore=0": ("refinement ranks by the model's prediction alone (no bonus for rarely seen options)", ["explore=0"]),
+    "explore=2": ("refinement's bonus for rarely seen options doubled", ["explore=2"]),
 }
 
 

@@ -86,5 +86,22 @@ class AdditiveModel:
             self._noise = float("inf") if left < 2 else (residual_ss / left) ** 0.5
         return self._noise
 
+    def option_counts(self) -> List[List[float]]:
+        """How many of the fitted observations have each option of each layer (0 before a fit)."""
+        if self._fitted is None:
+            return [[0.0] * n for n in self.num_options]
+        seen = np.diagonal(self._fitted[0]) - self.ridge
+        return [seen[off:off + n].tolist() for off, n in zip(self.offsets, self.num_options)]
+
+    def with_bonus(self, scale: float) -> "AdditiveModel":
+        """A copy whose effects are raised by scale / sqrt(n + ridge) for an option seen n times: an
+        optimistic model for ranking candidates not yet evaluated (`predict` of the copy is the
+        prediction plus the bonuses of the candidate's options)."""
+        optimistic = AdditiveModel(self.num_options, self.ridge)
+        optimistic.count, optimistic.mean = self.count, self.mean
+        optimistic.effects = [[e + scale / (n + self.ridge) ** 0.5 for e, n in zip(effects, counts)]
+                              for effects, counts in zip(self.effects, self.option_counts())]
+        return optimistic
+
     def predict(self, encoding: Sequence[int]) -> float:
         return self.mean + sum(self.effects[i][o] for i, o in enumerate(encoding))

@@ -24,6 +24,8 @@ Beyond the paper (each is a setting; docs/search_engine.md explains them):
 - speculate="believer": while a sweep step's last children run, idle workers get the next step's
   children of the candidates the step is believed to keep (running ones at their model prediction),
   then refinement picks; a sequential search is unchanged.
+- explore=1.0: refinement ranks a neighbour by the model's prediction plus `explore` standard errors
+  of the effects of its options (an upper confidence bound), so options the search has seen rarely get tried.
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -105,7 +107,7 @@ class LayerNAS(Searcher):
 
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
-                       "dominated_buckets": "keep", "speculate": "none"}
+                       "dominated_buckets": "keep", "speculate": "none", "explore": 0.0}
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 1, per_bucket: int = 1,
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
@@ -113,7 +115,7 @@ class LayerNAS(Searcher):
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
                  pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
-                 speculate: str = "believer"):
+                 speculate: str = "believer", explore: float = 1.0):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
@@ -132,6 +134,8 @@ class LayerNAS(Searcher):
                 raise ValueError(f"layernas {flag} must be in (0, 1], got {value}")
         if not 0 <= select_fraction <= 1:
             raise ValueError(f"layernas select_fraction must be in [0, 1] (0: cross-validated), got {select_fraction}")
+        if not 0 <= explore <= 10:
+            raise ValueError(f"layernas explore must be in [0, 10] (standard errors; 0: no bonus), got {explore}")
         if top_for_refine < 1 or refine_radius < 1:
             raise ValueError(f"layernas needs top_for_refine >= 1 and refine_radius >= 1, "
                              f"got {top_for_refine}, {refine_radius}")
@@ -155,6 +159,7 @@ class LayerNAS(Searcher):
         self.prune = prune
         self.dominated_buckets = dominated_buckets
         self.speculate = speculate
+        self.explore = float(explore)
         self.speculated: List[Encoding] = []  # sweep trials handed out ahead of their step, in hand-out order
         self._step_set: set = set()  # the current step's children (queued, running or told)
         self.dropped: List[Encoding] = []  # kept candidates dropped as dominated when their step closed
@@ -204,7 +209,8 @@ class LayerNAS(Searcher):
                 "model_fraction": self.model_fraction, "refine_radius": self.refine_radius,
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
                 "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
-                "dominated_buckets": self.dominated_buckets, "speculate": self.speculate}
+                "dominated_buckets": self.dominated_buckets, "speculate": self.speculate,
+                "explore": self.explore}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -216,6 +222,26 @@ class LayerNAS(Searcher):
             keep = max(2 * size, int(len(observed) * fraction))
             self._models = {k: m for k, m in self._models.items() if k[1] == len(self.trials)}
             self._models[key] = AdditiveModel(self.problem.num_options).fit(observed[:keep])
+        return self._models[key]
+
+    def _refinement_model(self) -> AdditiveModel:
+        """The model refinement ranks unevaluated candidates by: the search-time model (`predict`) with
+        each option's effect raised by `explore` standard errors, sd / sqrt(n + ridge) for an option
+        seen in n of the evaluations it was fitted on (sd: its residual noise).
+
+        Why: ridge shrinks an option seen rarely towards the mean, so once the best candidates sit on
+        options better than average, a neighbour with an untried option is predicted below one that
+        recombines tried ones, and refinement circles one region. The bonus is largest where the model
+        knows least and fades as an option is seen, an upper confidence bound per effect. The bonus is
+        additive per option, so the best-first neighbour search stays exact.
+        """
+        model = self._fitted_model(self.model_fraction)
+        if self.explore <= 0:
+            return model
+        key = ("explore", len(self.trials))
+        if key not in self._models:
+            noise = model.noise_sd()
+            self._models[key] = model.with_bonus(self.explore * (0.0 if noise == float("inf") else noise))
         return self._models[key]
 
     def predict(self, encoding: Encoding) -> float:
@@ -509,7 +535,7 @@ class LayerNAS(Searcher):
         down the ranking once the best candidates' neighbourhoods are exhausted.
         """
         evaluated = [e for e, r in self.rewards.items() if r is not None and self.problem.feasible(e)]
-        model = self._fitted_model(self.model_fraction)
+        model = self._refinement_model()
         scores = {e: self.score(e) for e in evaluated}
         # Believer: a pending candidate is ranked as a base at its predicted reward, so a batch also
         # explores around what is still running, as a sequential search would once it came back.
