@@ -144,6 +144,20 @@ def test_a_sequential_search_never_speculates():
     assert [t.encoding for t in runs[0].trials] == [t.encoding for t in runs[1].trials]
 
 
+def test_speculative_picks_during_the_sweep_take_the_models_best_bet_without_the_exploration_bonus():
+    # The sweep is the search's exploration: while it runs, an idle worker's refinement pick is the
+    # plain model's best, so the sweep's hand-outs do not depend on `explore`; refinement's do.
+    problem = _cifar_problem()
+    runs = {explore: drive(make_searcher("layernas", problem, 120, 0, explore=explore), workers=4, seed=4,
+                           reward=_cifar_reward) for explore in (0.0, 1.0)}
+    sweep = runs[0.0].get_state()["sweep_trials"]
+    assert runs[0.0].speculated and sweep < 120
+    assert runs[1.0].get_state()["sweep_trials"] == sweep
+    assert [h["encoding"] for h in runs[1.0].get_state()["handouts"][:sweep]] == \
+        [h["encoding"] for h in runs[0.0].get_state()["handouts"][:sweep]]
+    assert [t.encoding for t in runs[1.0].trials] != [t.encoding for t in runs[0.0].trials]
+
+
 def test_replay_rebuilds_a_speculating_search():
     original = drive(make_searcher("layernas", _cifar_problem(), 70, 0), workers=6, seed=2, stop_after=50,
                      reward=_cifar_reward)

@@ -526,7 +526,7 @@ class LayerNAS(Searcher):
         seen.discard(base)
         return list(seen)
 
-    def _best_refinement(self, batch: Sequence[Encoding] = ()) -> Optional[Encoding]:
+    def _best_refinement(self, batch: Sequence[Encoding] = (), explore: bool = True) -> Optional[Encoding]:
         """The best-predicted unevaluated feasible neighbour of the best candidates (ties: smallest encoding).
 
         Neighbours differ in up to `refine_radius` layers: two-layer moves can trade cost between
@@ -535,7 +535,7 @@ class LayerNAS(Searcher):
         down the ranking once the best candidates' neighbourhoods are exhausted.
         """
         evaluated = [e for e, r in self.rewards.items() if r is not None and self.problem.feasible(e)]
-        model = self._refinement_model()
+        model = self._refinement_model() if explore else self._fitted_model(self.model_fraction)
         scores = {e: self.score(e) for e in evaluated}
         # Believer: a pending candidate is ranked as a base at its predicted reward, so a batch also
         # explores around what is still running, as a sequential search would once it came back.
@@ -755,7 +755,8 @@ class LayerNAS(Searcher):
                         return child
         finally:
             self.position, self.num_buckets = position, num_buckets
-        return self._best_refinement(batch) if self.refine != "none" else None
+        # While the sweep runs it is the search's exploration: an idle worker takes the model's best bet.
+        return self._best_refinement(batch, explore=False) if self.refine != "none" else None
 
     def _observe(self, trial: Trial) -> None:
         self.rewards[trial.encoding] = trial.reward
