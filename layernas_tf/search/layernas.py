@@ -103,6 +103,9 @@ class LayerNAS(Searcher):
         the believed keepers are handed out, then the refinement's best pick. A sequential search
         never speculates (nothing is running when it asks), so its trials are unchanged; a parallel
         one keeps its workers busy, and a speculated child that the real step keeps is not trained again.
+      explore: standard errors of bonus per option effect when refinement ranks untried neighbours
+        (`_refinement_model`); 0 ranks by the prediction alone. Picks made while the sweep runs
+        (speculation) take no bonus.
     """
 
     name = "layernas"
