@@ -418,6 +418,17 @@ def test_the_exploration_bonus_adds_standard_errors_of_each_options_effect():
     # An option never seen gets the full bonus: refinement ranks it above a seen option it predicts as well.
     assert optimistic.predict((0, 0, 1)) - optimistic.predict((0, 0, 0)) == pytest.approx(
         model.predict((0, 0, 1)) - model.predict((0, 0, 0)) + 0.7 - 0.7 / 41 ** 0.5)
+    # Pending encodings count as seen: the bonus of their options shrinks, the effects do not move.
+    pending = [(0, 1, 1), (0, 2, 1)]
+    batch = model.with_bonus(0.7, pending)
+    for encoding in itertools.product(range(3), range(4), range(2)):
+        bonus = sum(0.7 / (seen[layer][option] + sum(p[layer] == option for p in pending) + 1) ** 0.5
+                    for layer, option in enumerate(encoding))
+        assert batch.predict(encoding) == pytest.approx(model.predict(encoding) + bonus, abs=1e-12)
+    assert batch.predict((1, 3, 0)) == pytest.approx(optimistic.predict((1, 3, 0)), abs=1e-12)  # none pending
+    assert batch.predict((0, 0, 1)) - model.predict((0, 0, 1)) == pytest.approx(
+        0.7 / (seen[0][0] + 3) ** 0.5 + 0.7 / (seen[1][0] + 1) ** 0.5 + 0.7 / 3 ** 0.5)
+    assert model.option_counts() == seen  # the fitted model is unchanged
 
 
 def test_refinement_explores_with_a_bonus_of_explore_standard_errors():

@@ -13,7 +13,7 @@ from layernas_tf.search.base import HandOut
 from layernas_tf.search.problem import Problem
 from layernas_tf.store import RUNNING, TrialStore
 from searchspaces import get_space
-from test_baselines import FACTORIES, LOOSE, cost, make_problem, value
+from test_baselines import FACTORIES, LOOSE, make_problem, value
 
 SEARCHERS = ["layernas", "random", "evolution", "ppo", "optuna_tpe", "pyglove_evolution"]  # the registered ones
 
@@ -144,18 +144,46 @@ def test_a_sequential_search_never_speculates():
     assert [t.encoding for t in runs[0].trials] == [t.encoding for t in runs[1].trials]
 
 
-def test_speculative_picks_during_the_sweep_take_the_models_best_bet_without_the_exploration_bonus():
-    # The sweep is the search's exploration: while it runs, an idle worker's refinement pick is the
-    # plain model's best, so the sweep's hand-outs do not depend on `explore`; refinement's do.
+def test_with_greedy_batch_picks_speculative_picks_take_the_models_best_bet_without_the_bonus():
+    # batch_picks='greedy': while the sweep runs, every idle worker's refinement pick is the plain
+    # model's best, so the sweep's hand-outs do not depend on `explore`; refinement's do.
     problem = _cifar_problem()
-    runs = {explore: drive(make_searcher("layernas", problem, 120, 0, explore=explore), workers=4, seed=4,
-                           reward=_cifar_reward) for explore in (0.0, 1.0)}
+    runs = {explore: drive(make_searcher("layernas", problem, 120, 0, explore=explore, batch_picks="greedy"),
+                           workers=4, seed=4, reward=_cifar_reward) for explore in (0.0, 1.0)}
     sweep = runs[0.0].get_state()["sweep_trials"]
     assert runs[0.0].speculated and sweep < 120
     assert runs[1.0].get_state()["sweep_trials"] == sweep
     assert [h["encoding"] for h in runs[1.0].get_state()["handouts"][:sweep]] == \
         [h["encoding"] for h in runs[0.0].get_state()["handouts"][:sweep]]
     assert [t.encoding for t in runs[1.0].trials] != [t.encoding for t in runs[0.0].trials]
+
+
+def test_one_speculative_pick_at_a_time_takes_the_models_best_bet_and_the_others_explore():
+    problem = _cifar_problem()
+
+    def most_greedy_running(mode):
+        searcher, rng, flying, most = make_searcher("layernas", problem, 120, 0, batch_picks=mode), random.Random(4), [], 0
+        while not searcher.done or flying:
+            if len(flying) < 8 and not searcher.done:
+                flying += searcher.ask(8 - len(flying))
+            most = max(most, sum(c in searcher._greedy for c in searcher.pending))
+            if not flying:
+                break
+            encoding = flying.pop(rng.randrange(len(flying)))
+            searcher.tell(encoding, _cifar_reward(encoding) + rng.gauss(0, 0.05))
+        return most, len(searcher._greedy)
+
+    assert most_greedy_running("greedy")[0] > 1  # every speculative pick is a best bet
+    most, greedy = most_greedy_running("explore")
+    assert most == 1 and greedy >= 2
+    # Without the bonus both forms are the same search.
+    same = [drive(make_searcher("layernas", problem, 120, 0, explore=0.0, batch_picks=mode), workers=8, seed=4,
+                  reward=_cifar_reward) for mode in ("explore", "greedy")]
+    assert [t.encoding for t in same[0].trials] == [t.encoding for t in same[1].trials]
+    # With it they differ, and a batch spreads its exploring picks over options not already running.
+    forms = [drive(make_searcher("layernas", problem, 120, 0, batch_picks=mode), workers=8, seed=4,
+                   reward=_cifar_reward) for mode in ("explore", "greedy")]
+    assert [t.encoding for t in forms[0].trials] != [t.encoding for t in forms[1].trials]
 
 
 def test_replay_rebuilds_a_speculating_search():

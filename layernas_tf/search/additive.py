@@ -93,14 +93,23 @@ class AdditiveModel:
         seen = np.diagonal(self._fitted[0]) - self.ridge
         return [seen[off:off + n].tolist() for off, n in zip(self.offsets, self.num_options)]
 
-    def with_bonus(self, scale: float) -> "AdditiveModel":
+    def with_bonus(self, scale: float, pending: Sequence[Sequence[int]] = ()) -> "AdditiveModel":
         """A copy whose effects are raised by scale / sqrt(n + ridge) for an option seen n times: an
         optimistic model for ranking candidates not yet evaluated (`predict` of the copy is the
-        prediction plus the bonuses of the candidate's options)."""
+        prediction plus the bonuses of the candidate's options).
+
+        Encodings in `pending` (handed out, result not back) count as seen: their results will narrow
+        the uncertainty whatever they are, so the bonus shrinks now while the effects stay (the
+        batch form of an upper confidence bound, as in GP-BUCB). Without it, every pick of a batch
+        chases the same rarely seen option."""
+        counts = self.option_counts()
+        for encoding in pending:
+            for layer, option in enumerate(encoding):
+                counts[layer][option] += 1
         optimistic = AdditiveModel(self.num_options, self.ridge)
         optimistic.count, optimistic.mean = self.count, self.mean
-        optimistic.effects = [[e + scale / (n + self.ridge) ** 0.5 for e, n in zip(effects, counts)]
-                              for effects, counts in zip(self.effects, self.option_counts())]
+        optimistic.effects = [[e + scale / (n + self.ridge) ** 0.5 for e, n in zip(effects, seen)]
+                              for effects, seen in zip(self.effects, counts)]
         return optimistic
 
     def predict(self, encoding: Sequence[int]) -> float:

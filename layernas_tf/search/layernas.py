@@ -26,6 +26,9 @@ Beyond the paper (each is a setting; docs/search_engine.md explains them):
   then refinement picks; a sequential search is unchanged.
 - explore=1.0: refinement ranks a neighbour by the model's prediction plus `explore` standard errors
   of the effects of its options (an upper confidence bound), so options the search has seen rarely get tried.
+- batch_picks="explore": in a parallel search, running candidates count as seen when the bonus is
+  computed, and while the sweep runs one speculative pick at a time takes the model's best bet and
+  the others the bonus; a sequential search is unchanged.
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -52,6 +55,7 @@ PICKS = ("lower", "blend")
 PRUNES = ("none", "dominated")
 DOMINATED_BUCKETS = ("keep", "drop")
 SPECULATES = ("believer", "none")
+BATCH_PICKS = ("explore", "greedy")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -105,12 +109,19 @@ class LayerNAS(Searcher):
         one keeps its workers busy, and a speculated child that the real step keeps is not trained again.
       explore: standard errors of bonus per option effect when refinement ranks untried neighbours
         (`_refinement_model`); 0 ranks by the prediction alone. Picks made while the sweep runs
-        (speculation) take no bonus.
+        (speculation) take no bonus unless batch_picks='explore'.
+      batch_picks: how picks made while other trials run use the bonus. 'explore': a running
+        candidate's options count as seen (the bonus shrinks, the prediction does not: each pick of a
+        batch explores somewhere else), and while the sweep runs, one speculative pick at a time is
+        the model's best bet (no bonus) and the others take the bonus. 'greedy': running candidates do
+        not count, and every speculative pick is the model's best bet. One worker never has
+        anything running when it asks, so a sequential search is the same under both.
     """
 
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
-                       "dominated_buckets": "keep", "speculate": "none", "explore": 0.0}
+                       "dominated_buckets": "keep", "speculate": "none", "explore": 0.0,
+                       "batch_picks": "greedy"}
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 1, per_bucket: int = 1,
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
@@ -118,7 +129,7 @@ class LayerNAS(Searcher):
                  model_fraction: float = 0.5, refine_radius: int = 2, bucket_by: str = "committed",
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
                  pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
-                 speculate: str = "believer", explore: float = 1.0):
+                 speculate: str = "believer", explore: float = 1.0, batch_picks: str = "explore"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
@@ -126,7 +137,7 @@ class LayerNAS(Searcher):
                                      ("bucket_plan", bucket_plan, BUCKET_PLANS), ("pick", pick, PICKS),
                                      ("prune", prune, PRUNES),
                                      ("dominated_buckets", dominated_buckets, DOMINATED_BUCKETS),
-                                     ("speculate", speculate, SPECULATES)):
+                                     ("speculate", speculate, SPECULATES), ("batch_picks", batch_picks, BATCH_PICKS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -163,6 +174,8 @@ class LayerNAS(Searcher):
         self.dominated_buckets = dominated_buckets
         self.speculate = speculate
         self.explore = float(explore)
+        self.batch_picks = batch_picks
+        self._greedy: set = set()  # speculative picks made by the plain model (batch_picks='explore')
         self.speculated: List[Encoding] = []  # sweep trials handed out ahead of their step, in hand-out order
         self._step_set: set = set()  # the current step's children (queued, running or told)
         self.dropped: List[Encoding] = []  # kept candidates dropped as dominated when their step closed
@@ -213,7 +226,7 @@ class LayerNAS(Searcher):
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
                 "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
                 "dominated_buckets": self.dominated_buckets, "speculate": self.speculate,
-                "explore": self.explore}
+                "explore": self.explore, "batch_picks": self.batch_picks}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -227,10 +240,12 @@ class LayerNAS(Searcher):
             self._models[key] = AdditiveModel(self.problem.num_options).fit(observed[:keep])
         return self._models[key]
 
-    def _refinement_model(self) -> AdditiveModel:
+    def _refinement_model(self, running: Sequence[Encoding] = ()) -> AdditiveModel:
         """The model refinement ranks unevaluated candidates by: the search-time model (`predict`) with
         each option's effect raised by `explore` standard errors, sd / sqrt(n + ridge) for an option
-        seen in n of the evaluations it was fitted on (sd: its residual noise).
+        seen in n of the evaluations it was fitted on (sd: its residual noise). With
+        batch_picks='explore', the `running` candidates' options count as seen too
+        (`AdditiveModel.with_bonus`).
 
         Why: ridge shrinks an option seen rarely towards the mean, so once the best candidates sit on
         options better than average, a neighbour with an untried option is predicted below one that
@@ -241,10 +256,13 @@ class LayerNAS(Searcher):
         model = self._fitted_model(self.model_fraction)
         if self.explore <= 0:
             return model
+        noise = model.noise_sd()
+        scale = self.explore * (0.0 if noise == float("inf") else noise)
+        if running and self.batch_picks == "explore":
+            return model.with_bonus(scale, sorted(running))
         key = ("explore", len(self.trials))
         if key not in self._models:
-            noise = model.noise_sd()
-            self._models[key] = model.with_bonus(self.explore * (0.0 if noise == float("inf") else noise))
+            self._models[key] = model.with_bonus(scale)
         return self._models[key]
 
     def predict(self, encoding: Encoding) -> float:
@@ -538,11 +556,11 @@ class LayerNAS(Searcher):
         down the ranking once the best candidates' neighbourhoods are exhausted.
         """
         evaluated = [e for e, r in self.rewards.items() if r is not None and self.problem.feasible(e)]
-        model = self._refinement_model() if explore else self._fitted_model(self.model_fraction)
+        running = set(self.pending) | set(batch)
+        model = self._refinement_model(running) if explore else self._fitted_model(self.model_fraction)
         scores = {e: self.score(e) for e in evaluated}
         # Believer: a pending candidate is ranked as a base at its predicted reward, so a batch also
         # explores around what is still running, as a sequential search would once it came back.
-        running = set(self.pending) | set(batch)
         scores.update({e: model.predict(e) for e in running if e not in scores and self.problem.feasible(e)})
 
         def valid(c):
@@ -758,8 +776,17 @@ class LayerNAS(Searcher):
                         return child
         finally:
             self.position, self.num_buckets = position, num_buckets
-        # While the sweep runs it is the search's exploration: an idle worker takes the model's best bet.
-        return self._best_refinement(batch, explore=False) if self.refine != "none" else None
+        if self.refine == "none":
+            return None
+        # The sweep explores the layers one at a time; an idle worker's pick either takes the model's
+        # best bet or explores elsewhere. With batch_picks='explore' one best bet runs at a time and
+        # the other idle workers explore (with running candidates counted as seen); with 'greedy' all
+        # take the best bet, which on a long sweep with many workers leaves no budget for exploring.
+        greedy = self.batch_picks == "greedy" or not any(c in self._greedy for c in running)
+        pick = self._best_refinement(batch, explore=not greedy)
+        if greedy and pick is not None:
+            self._greedy.add(pick)
+        return pick
 
     def _observe(self, trial: Trial) -> None:
         self.rewards[trial.encoding] = trial.reward
