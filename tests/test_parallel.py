@@ -184,6 +184,8 @@ def test_one_speculative_pick_at_a_time_takes_the_models_best_bet_and_the_others
     forms = [drive(make_searcher("layernas", problem, 120, 0, batch_picks=mode), workers=8, seed=4,
                    reward=_cifar_reward) for mode in ("explore", "greedy")]
     assert [t.encoding for t in forms[0].trials] != [t.encoding for t in forms[1].trials]
+    with pytest.raises(ValueError, match="layernas batch_picks='all' is not allowed; choose one of explore, greedy"):
+        make_searcher("layernas", problem, 10, 0, batch_picks="all")
 
 
 def test_replay_rebuilds_a_speculating_search():
