@@ -67,6 +67,33 @@ def test_benchmark_cli_writes_results_in_the_specified_shape(tables, tmp_path, f
     assert (out / "regret.png").stat().st_size > 1000
 
 
+def test_benchmark_cli_pairs_a_run_with_an_earlier_one_seed_by_seed(tables, tmp_path):
+    table = f"--table={tables['nas_bench_macro']}"
+    common = ["--algorithms=layernas,random", "--runs=4", "--budgets=10,20", "--workers=1"]
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, f"--out={tmp_path / 'one'}")
+    assert done.returncode == 0, done.stderr
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, "--parallel=4", f"--out={tmp_path / 'four'}",
+                f"--paired_with={tmp_path / 'one'}")
+    assert done.returncode == 0, done.stderr
+    one, four = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "four"))
+    for payload in (one, four):
+        for label, by_budget in payload["results"].items():
+            for budget, cell in by_budget.items():  # the per-seed scores are the runs the means summarise
+                assert set(payload["scores"][label][budget]) == {"0", "1", "2", "3"}
+                assert statistics.fmean(payload["scores"][label][budget].values()) == pytest.approx(cell["mean_score"])
+    diffs = [four["scores"]["layernas"]["20"][s] - one["scores"]["layernas"]["20"][s] for s in "0123"]
+    paired = four["paired_with"]["score_diff_of"]["layernas"]["20"]
+    assert paired["runs"] == 4 and paired["score_diff"] == pytest.approx(statistics.fmean(diffs))
+    assert paired["se"] == pytest.approx(statistics.stdev(diffs) / 2)
+    assert "paired difference of mean score from the same algorithm in" in (tmp_path / "four" / "results.md").read_text()
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, "--flops_fraction=0.25",
+                f"--out={tmp_path / 'other'}", f"--paired_with={tmp_path / 'one'}")
+    assert done.returncode != 0 and f"--paired_with={tmp_path / 'one'}: target_flops was" in done.stderr
+    assert not (tmp_path / "other").exists()  # refused before any run
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, f"--paired_with={tmp_path / 'none'}")
+    assert done.returncode != 0 and f"--paired_with={tmp_path / 'none'}: cannot read" in done.stderr
+
+
 def test_a_table_with_one_accuracy_per_architecture_is_noise_free(tmp_path):
     path = tmp_path / "noise_free.json"
     path.write_text(json.dumps(synthetic_records(3, 4, seed=5, noise=0.0, seeds=1)))

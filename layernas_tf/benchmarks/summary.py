@@ -75,6 +75,30 @@ def paired_table(diffs: Dict[str, Dict[str, dict]], budgets: List[int]) -> str:
     return "\n".join(lines)
 
 
+def scores_by_seed(runs) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Each run's score, per algorithm label, budget and seed (JSON keys: strings)."""
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for r in runs:
+        out.setdefault(r.algorithm, {}).setdefault(str(r.budget), {})[str(r.seed)] = r.score
+    return out
+
+
+def paired_with(mine: dict, theirs: dict) -> Dict[str, Dict[str, dict]]:
+    """Per label in both `scores_by_seed` maps and per budget in both, the paired difference of mean
+    score (mine minus theirs, over the seeds both ran) with its standard error and the number of seeds."""
+    out: Dict[str, Dict[str, dict]] = {}
+    for label in mine:
+        for budget in mine[label]:
+            seeds = sorted(set(mine[label][budget]) & set(theirs.get(label, {}).get(budget, {})), key=int)
+            if not seeds:
+                continue
+            diffs = [mine[label][budget][s] - theirs[label][budget][s] for s in seeds]
+            mean = sum(diffs) / len(diffs)
+            se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5 if len(diffs) > 1 else 0.0
+            out.setdefault(label, {})[budget] = {"score_diff": mean, "se": se, "runs": len(diffs)}
+    return out
+
+
 def largest_setback(cells: Dict[int, dict], metric: str) -> tuple:
     """(setback, smaller budget, larger budget): the most a larger budget's mean is worse than a smaller
     budget's (mean regret higher, or mean score lower); 0 with the first two budgets when it never is."""

@@ -33,7 +33,7 @@ from layernas_tf.search import ALGORITHMS, make_searcher, parse_settings
 from layernas_tf.settings_flag import define_layernas_settings
 from layernas_tf.search.harness import RunResult, paired_differences, run_searcher, summarize
 from layernas_tf.search.problem import InfeasibleTargetError
-from layernas_tf.benchmarks.summary import (equal_time_table, markdown_table, metric_of,  # noqa: F401
+from layernas_tf.benchmarks.summary import (equal_time_table, markdown_table, metric_of, paired_with, scores_by_seed,  # noqa: F401
                                              paired_table)
 from layernas_tf.search.tables import TableError, describe, load_table, noise_level, seeds_per_architecture
 
@@ -57,6 +57,9 @@ flags.DEFINE_integer("parallel", 1, "Simulated workers per search: a query takes
                      "candidate's FLOPs (the table's median model: 1 unit), results are told in completion order.",
                      lower_bound=1)
 define_layernas_settings(" The results are then labelled layernas[key=value,...].")
+flags.DEFINE_string("paired_with", None, "An earlier --out folder of the same table or objective and target: "
+                    "adds each algorithm's paired difference of mean score from its runs there (same seeds and "
+                    "query noise), e.g. 8 simulated workers against 1.")
 
 
 @flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
@@ -221,6 +224,7 @@ def main(argv):
         make_searcher("layernas", problem, budgets[-1], 0, **layernas_settings)
     except ValueError as e:
         raise app.UsageError(f"--layernas_settings: {e}")
+    earlier = _earlier_scores(FLAGS.paired_with, described) if FLAGS.paired_with else None
     labels, jobs = [], []
     for algorithm in FLAGS.algorithms:
         settings = layernas_settings if algorithm == "layernas" else {}
@@ -251,6 +255,12 @@ def main(argv):
     if reference is not None and "paired" in payload:
         md += (f"\n\npaired difference of mean score from {reference} (other minus {reference}; ± standard error, "
                "same seeds and query noise)\n\n" + paired_table(payload["paired"]["score_diff_of"], budgets))
+    payload["scores"] = scores_by_seed(runs)
+    if earlier is not None:
+        payload["paired_with"] = {"folder": FLAGS.paired_with, "score_diff_of": paired_with(payload["scores"], earlier)}
+        md += (f"\n\npaired difference of mean score from the same algorithm in {FLAGS.paired_with} (this run minus "
+               "that; ± standard error, same seeds and query noise)\n\n"
+               + paired_table(payload["paired_with"]["score_diff_of"], budgets))
     if reference is not None and len(labels) > 1:
         equal_md, payload["at_equal_time"] = equal_time_table(summary, reference, budgets)
         md += (f"\n\n{measure} at the simulated time {reference} needs for each budget ({FLAGS.parallel} "
@@ -262,6 +272,26 @@ def main(argv):
     print(md)
     print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}, regret.png and regret_time.png in {out} "
           f"in {wall:.0f} s")
+
+
+def _earlier_scores(folder: str, described: dict) -> dict:
+    """The per-seed scores of the benchmark in `folder`, after checking it ran the same problem.
+
+    Raises:
+      app.UsageError: naming --paired_with and what is missing or different.
+    """
+    path = pathlib.Path(folder) / "results.json"
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"--paired_with={folder}: cannot read {path} ({e})")
+    if "scores" not in earlier:
+        raise app.UsageError(f"--paired_with={folder}: {path} has no per-seed scores; rerun that benchmark first")
+    for key in ("objective", "search_space", "input_size", "num_classes", "target_flops", "oracle", "oracle_mean_acc"):
+        if key in described and earlier.get(key) != described[key]:
+            raise app.UsageError(f"--paired_with={folder}: {key} was {earlier.get(key)!r} there, "
+                                 f"{described[key]!r} here; pair runs of the same problem")
+    return earlier["scores"]
 
 
 def run():
