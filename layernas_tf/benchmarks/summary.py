@@ -4,6 +4,7 @@ differences. Plain Python, no flags, so tests and other tools can import it."""
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Dict, List, Tuple
 
 
@@ -93,9 +94,8 @@ def paired_with(mine: dict, theirs: dict) -> Dict[str, Dict[str, dict]]:
             if not seeds:
                 continue
             diffs = [mine[label][budget][s] - theirs[label][budget][s] for s in seeds]
-            mean = sum(diffs) / len(diffs)
-            se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5 if len(diffs) > 1 else 0.0
-            out.setdefault(label, {})[budget] = {"score_diff": mean, "se": se, "runs": len(diffs)}
+            se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+            out.setdefault(label, {})[budget] = {"score_diff": statistics.fmean(diffs), "se": se, "runs": len(diffs)}
     return out
 
 
