@@ -24,15 +24,18 @@ def _searcher(name, problem, budget, seed=0):
     return FACTORIES[name](problem, budget, seed)
 
 
-def drive(searcher, workers, seed, stop_after=None, reward=value):
+def drive(searcher, workers, seed, stop_after=None, reward=value, watch=None):
     """Keep `workers` trials in flight; finish a random one at a time (out of order). Returns when the
-    searcher is done, or after `stop_after` results, leaving the in-flight ones pending."""
+    searcher is done, or after `stop_after` results, leaving the in-flight ones pending. `watch`, if
+    given, is called with the searcher after every ask."""
     rng = random.Random(seed)
     flying = []
     told = 0
     while stop_after is None or told < stop_after:
         if len(flying) < workers and not searcher.done:
             flying += searcher.ask(workers - len(flying))
+        if watch is not None:
+            watch(searcher)
         if not flying:
             break
         encoding = flying.pop(rng.randrange(len(flying)))
@@ -162,16 +165,10 @@ def test_one_speculative_pick_at_a_time_takes_the_models_best_bet_and_the_others
     problem = _cifar_problem()
 
     def most_greedy_running(mode):
-        searcher, rng, flying, most = make_searcher("layernas", problem, 120, 0, batch_picks=mode), random.Random(4), [], 0
-        while not searcher.done or flying:
-            if len(flying) < 8 and not searcher.done:
-                flying += searcher.ask(8 - len(flying))
-            most = max(most, sum(c in searcher._greedy for c in searcher.pending))
-            if not flying:
-                break
-            encoding = flying.pop(rng.randrange(len(flying)))
-            searcher.tell(encoding, _cifar_reward(encoding) + rng.gauss(0, 0.05))
-        return most, len(searcher._greedy)
+        running = []  # best-bet picks in flight, after every ask
+        searcher = drive(make_searcher("layernas", problem, 120, 0, batch_picks=mode), workers=8, seed=4,
+                         reward=_cifar_reward, watch=lambda s: running.append(sum(c in s._greedy for c in s.pending)))
+        return max(running), len(searcher._greedy)
 
     assert most_greedy_running("greedy")[0] > 1  # every speculative pick is a best bet
     most, greedy = most_greedy_running("explore")
