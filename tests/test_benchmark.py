@@ -94,6 +94,23 @@ def test_benchmark_cli_pairs_a_run_with_an_earlier_one_seed_by_seed(tables, tmp_
     assert done.returncode != 0 and f"--paired_with={tmp_path / 'none'}: cannot read" in done.stderr
 
 
+def test_paired_with_pairs_a_setting_with_its_algorithms_default_when_the_earlier_run_lacks_it():
+    from layernas_tf.benchmarks.summary import paired_with
+
+    theirs = {"layernas": {"20": {"0": 90.0, "1": 91.0, "2": 92.0}}, "random": {"20": {"0": 80.0}}}
+    mine = {"layernas[speculate=hedge]": {"20": {"0": 90.5, "1": 90.0, "3": 99.0}},
+            "random": {"20": {"0": 81.0}}, "evolution": {"20": {"0": 85.0}}}
+    diffs = paired_with(mine, theirs)
+    hedge = diffs["layernas[speculate=hedge]"]["20"]
+    assert hedge["runs"] == 2 and hedge["score_diff"] == pytest.approx(-0.25)  # seeds 0 and 1: +0.5, -1.0
+    assert hedge["se"] == pytest.approx(statistics.stdev([0.5, -1.0]) / 2 ** 0.5)
+    assert diffs["random"]["20"] == {"score_diff": 1.0, "se": 0.0, "runs": 1}
+    assert "evolution" not in diffs  # nothing to pair with
+    # A label the earlier run has is paired with itself, not with the default.
+    assert paired_with(mine, {**theirs, "layernas[speculate=hedge]": {"20": {"0": 90.5, "1": 90.0}}}
+                       )["layernas[speculate=hedge]"]["20"]["score_diff"] == 0.0
+
+
 def test_a_table_with_one_accuracy_per_architecture_is_noise_free(tmp_path):
     path = tmp_path / "noise_free.json"
     path.write_text(json.dumps(synthetic_records(3, 4, seed=5, noise=0.0, seeds=1)))

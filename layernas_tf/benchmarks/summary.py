@@ -85,15 +85,18 @@ def scores_by_seed(runs) -> Dict[str, Dict[str, Dict[str, float]]]:
 
 
 def paired_with(mine: dict, theirs: dict) -> Dict[str, Dict[str, dict]]:
-    """Per label in both `scores_by_seed` maps and per budget in both, the paired difference of mean
-    score (mine minus theirs, over the seeds both ran) with its standard error and the number of seeds."""
+    """Per label of `mine` and per budget, the paired difference of mean score from the same label in
+    `theirs` (mine minus theirs, over the seeds both ran) with its standard error and the number of
+    seeds. A label with settings that `theirs` lacks (`layernas[speculate=hedge]`) is paired with its
+    algorithm's plain label there (`layernas`): a setting against the default."""
     out: Dict[str, Dict[str, dict]] = {}
     for label in mine:
+        other = theirs.get(label, theirs.get(label.split("[")[0], {}))
         for budget in mine[label]:
-            seeds = sorted(set(mine[label][budget]) & set(theirs.get(label, {}).get(budget, {})), key=int)
+            seeds = sorted(set(mine[label][budget]) & set(other.get(budget, {})), key=int)
             if not seeds:
                 continue
-            diffs = [mine[label][budget][s] - theirs[label][budget][s] for s in seeds]
+            diffs = [mine[label][budget][s] - other[budget][s] for s in seeds]
             se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
             out.setdefault(label, {})[budget] = {"score_diff": statistics.fmean(diffs), "se": se, "runs": len(diffs)}
     return out

@@ -59,7 +59,8 @@ flags.DEFINE_integer("parallel", 1, "Simulated workers per search: a query takes
 define_layernas_settings(" The results are then labelled layernas[key=value,...].")
 flags.DEFINE_string("paired_with", None, "An earlier --out folder of the same table or objective and target: "
                     "adds each algorithm's paired difference of mean score from its runs there (same seeds and "
-                    "query noise), e.g. 8 simulated workers against 1.")
+                    "query noise), e.g. 8 simulated workers against 1; a label with --layernas_settings that "
+                    "run lacks is paired with its plain algorithm there (a setting against the default).")
 
 
 @flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
