@@ -142,8 +142,9 @@ def test_speculation_keeps_workers_busy_during_the_sweep():
 def test_a_sequential_search_never_speculates():
     problem = _cifar_problem()
     runs = [drive(make_searcher("layernas", problem, 80, 0, speculate=mode), workers=1, seed=3, reward=_cifar_reward)
-            for mode in ("believer", "none")]
-    assert runs[0].speculated == []
+            for mode in ("believer", "none", "hedge")]
+    assert runs[0].speculated == [] and runs[2].speculated == []
+    assert [t.encoding for t in runs[2].trials] == [t.encoding for t in runs[1].trials]
     assert [t.encoding for t in runs[0].trials] == [t.encoding for t in runs[1].trials]
 
 
@@ -185,12 +186,51 @@ def test_one_speculative_pick_at_a_time_takes_the_models_best_bet_and_the_others
         make_searcher("layernas", problem, 10, 0, batch_picks="all")
 
 
-def test_replay_rebuilds_a_speculating_search():
-    original = drive(make_searcher("layernas", _cifar_problem(), 70, 0), workers=6, seed=2, stop_after=50,
-                     reward=_cifar_reward)
+def test_hedge_also_speculates_the_next_step_from_the_steps_other_candidates():
+    # Step 0 varies layer 0; its last child (3, 0, ...) is still running. The believed keeper is
+    # (2, 0, ...): both forms first hand out its step-1 children. Then the believer goes to refinement
+    # picks; hedge goes on with the step-1 children of the other candidates, best believed first (the
+    # model cannot yet estimate its noise, so every candidate may still be kept).
+    asked = {}
+    for mode in ("believer", "hedge"):
+        searcher = make_searcher("layernas", make_problem(LOOSE), 100, 0, speculate=mode)
+        first = searcher.ask(8)
+        assert first == [(o, 0, 0, 0, 0, 0) for o in range(4)]
+        for encoding in first[:-1]:
+            searcher.tell(encoding, value(encoding))
+        asked[mode] = searcher.ask(8)
+    keeper = [(2, o, 0, 0, 0, 0) for o in (1, 2, 3)]
+    assert asked["believer"][:3] == keeper and all(e[1] == 0 for e in asked["believer"][3:])
+    assert asked["hedge"] == keeper + [(1, o, 0, 0, 0, 0) for o in (1, 2, 3)] + [(3, 1, 0, 0, 0, 0), (3, 2, 0, 0, 0, 0)]
+
+
+def test_hedges_are_the_candidates_within_one_standard_deviation_of_a_pending_score_of_their_keeper():
+    searcher = make_searcher("layernas", make_problem(LOOSE), 100, 0, speculate="hedge", shrinkage=0.5)
+    keeper, close, far = (2, 0, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0)
+    believed = {keeper: 1.0, close: 0.8, far: 0.4}
+
+    class Model:  # only the residual noise matters
+        def __init__(self, sd):
+            self.sd = sd
+
+        def noise_sd(self):
+            return self.sd
+
+    # margin = shrinkage x sd: 0.5 for sd 1 (0.2 inside, 0.6 outside), 0.15 for sd 0.3
+    assert searcher._hedges([keeper], believed, Model(1.0)) == [close]
+    assert searcher._hedges([keeper], believed, Model(2.0)) == [close, far]
+    assert searcher._hedges([keeper], believed, Model(float("inf"))) == [close, far]
+    assert searcher._hedges([keeper], believed, Model(0.3)) == []
+    assert searcher._hedges([], believed, Model(2.0)) == []  # no keeper in the bucket: nothing to hedge
+
+
+@pytest.mark.parametrize("speculate", ["believer", "hedge"])
+def test_replay_rebuilds_a_speculating_search(speculate):
+    original = drive(make_searcher("layernas", _cifar_problem(), 70, 0, speculate=speculate), workers=6, seed=2,
+                     stop_after=50, reward=_cifar_reward)
     assert original.speculated and original.pending
     log = [HandOut(**h) for h in original.get_state()["handouts"]]
-    rebuilt = make_searcher("layernas", _cifar_problem(), 70, 0)
+    rebuilt = make_searcher("layernas", _cifar_problem(), 70, 0, speculate=speculate)
     rebuilt.replay_log(log)
     assert rebuilt.trials == original.trials and rebuilt.speculated == original.speculated
     assert rebuilt.ask(4) == original.ask(4)

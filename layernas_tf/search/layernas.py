@@ -23,7 +23,9 @@ Beyond the paper (each is a setting; docs/search_engine.md explains them):
   scores lower than the same completion of the other, so its budget is better spent elsewhere.
 - speculate="believer": while a sweep step's last children run, idle workers get the next step's
   children of the candidates the step is believed to keep (running ones at their model prediction),
-  then refinement picks; a sequential search is unchanged.
+  then refinement picks; a sequential search is unchanged. speculate="hedge" (not the default) also
+  hands out the next step's children of the step's other candidates that may still be kept, before
+  refinement picks.
 - explore=1.0: refinement ranks a neighbour by the model's prediction plus `explore` standard errors
   of the effects of its options (an upper confidence bound), so options the search has seen rarely get tried.
 - batch_picks="explore": in a parallel search, running candidates count as seen when the bonus is
@@ -54,7 +56,7 @@ BUCKET_PLANS = ("per_step", "upfront")
 PICKS = ("lower", "blend")
 PRUNES = ("none", "dominated")
 DOMINATED_BUCKETS = ("keep", "drop")
-SPECULATES = ("believer", "none")
+SPECULATES = ("believer", "hedge", "none")
 BATCH_PICKS = ("explore", "greedy")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
@@ -101,12 +103,15 @@ class LayerNAS(Searcher):
         better-scored kept candidate meets the target with every unsearched layer, and every open
         attribute of its layer, at its costliest: the cheaper candidate's saving buys nothing the
         other cannot already reach).
-      speculate: 'believer' or 'none'. With 'believer', a worker that would wait for a sweep step's
-        last children gets a trial instead: running children are believed to score their
+      speculate: 'believer', 'hedge' or 'none'. With 'believer', a worker that would wait for a sweep
+        step's last children gets a trial instead: running children are believed to score their
         additive-model prediction, the step is closed on that belief, and the next step's children of
-        the believed keepers are handed out, then the refinement's best pick. A sequential search
-        never speculates (nothing is running when it asks), so its trials are unchanged; a parallel
-        one keeps its workers busy, and a speculated child that the real step keeps is not trained again.
+        the believed keepers are handed out, then the refinement's best pick. 'hedge' hands out, before
+        the refinement's pick, the next step's children of the step's other candidates that are
+        believed within one standard deviation of a pending score of their bucket's keeper
+        (`_hedges`). A sequential search never speculates (nothing is running when it asks), so its
+        trials are unchanged; a parallel one keeps its workers busy, and a speculated child that the
+        real step keeps is not trained again.
       explore: standard errors of bonus per option effect when refinement ranks untried neighbours
         (`_refinement_model`); 0 ranks by the prediction alone. Picks made while the sweep runs
         (speculation) take no bonus unless batch_picks='explore'.
@@ -467,6 +472,11 @@ class LayerNAS(Searcher):
             return child
         return None
 
+    def _bucket_of(self, encoding: Encoding) -> int:
+        """The cost bucket of a step's candidate (by its committed or its total cost, `bucket_by`)."""
+        key = self._committed_cost(encoding) if self.bucket_by == "committed" else self.problem.cost_of(encoding)
+        return self._bucket(key)
+
     def _bucket(self, cost: float) -> int:
         span = self.problem.max_cost - self.low_cost
         if span <= 0:
@@ -488,8 +498,7 @@ class LayerNAS(Searcher):
 
         buckets: Dict[int, List[Encoding]] = {}
         for c in scores:
-            key = self._committed_cost(c) if self.bucket_by == "committed" else self.problem.cost_of(c)
-            buckets.setdefault(self._bucket(key), []).append(c)
+            buckets.setdefault(self._bucket_of(c), []).append(c)
         kept = []
         for index in sorted(buckets):
             kept.extend(ranked(buckets[index])[: self.per_bucket])
@@ -720,7 +729,7 @@ class LayerNAS(Searcher):
                     if child is not None:
                         out.append(child)
             self._sweep_asked += len(out)
-            if self.speculate == "believer" and not self.queue:
+            if self.speculate != "none" and not self.queue:
                 while len(out) < n:
                     child = self._speculative_child(out)
                     if child is None:
@@ -769,11 +778,13 @@ class LayerNAS(Searcher):
         try:
             self.num_buckets = self._buckets_after(position)
             kept = self._keep_best_per_bucket(list(self._parent), believed) or self.kept
+            groups = [kept] + ([[c] for c in self._hedges(kept, believed, model)] if self.speculate == "hedge" else [])
             self.position = position + 1
             if self.position < len(self.plan):
-                for child in self._spawn(kept):
-                    if child not in self.rewards and child not in running:
-                        return child
+                for group in groups:
+                    for child in self._spawn(group):
+                        if child not in self.rewards and child not in running:
+                            return child
         finally:
             self.position, self.num_buckets = position, num_buckets
         if self.refine == "none":
@@ -787,6 +798,28 @@ class LayerNAS(Searcher):
         if greedy and pick is not None:
             self._greedy.add(pick)
         return pick
+
+    def _hedges(self, kept: Sequence[Encoding], believed: Dict[Encoding, float], model: AdditiveModel
+                ) -> List[Encoding]:
+        """The step's candidates that its close may still keep instead of the believed keepers, best
+        believed first: those not kept whose believed score is within one standard deviation of a
+        pending result's score (`shrinkage` x the model's residual noise; unbounded while the model
+        cannot estimate its noise) of the lowest keeper of their bucket. A bucket without a keeper
+        (dropped as dominated) has none.
+
+        Why: on a short sweep with many workers the believer's idle picks are mostly refinement picks
+        from a model fitted on a few results along one path, and the budget can run out before the
+        sweep ends. A hedge is a trial of the sweep a different close would run, so whichever way the
+        step closes its next step is already under way."""
+        noise = model.noise_sd()
+        margin = float("inf") if noise == float("inf") else self.shrinkage * noise
+        lowest: Dict[int, float] = {}
+        for c in kept:
+            if c in believed:
+                bucket = self._bucket_of(c)
+                lowest[bucket] = min(lowest.get(bucket, float("inf")), believed[c])
+        return [c for c in sorted(believed, key=lambda c: (-believed[c], c))
+                if c not in kept and self._bucket_of(c) in lowest and lowest[self._bucket_of(c)] - believed[c] < margin]
 
     def _observe(self, trial: Trial) -> None:
         self.rewards[trial.encoding] = trial.reward
