@@ -23,6 +23,7 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import sys
 import time
 
 from absl import app, flags, logging
@@ -36,6 +37,7 @@ from layernas_tf.search import parse_settings
 from layernas_tf.search.layernas import sweep_upper_bound
 from layernas_tf.settings_flag import define_layernas_settings
 from layernas_tf.search.problem import InfeasibleTargetError
+from layernas_tf.store import IncompatibleSearchError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("search_space", "cifar_mobilenet_v2", list(searchspaces.SPACE_NAMES), "Search space.")
@@ -310,6 +312,11 @@ def _search_phase(job: Job):
         runner.close()
         logging.error("%s", e)
         print(f"ERROR: {e}")
+        raise SystemExit(1)
+    except IncompatibleSearchError as e:  # a resume with other flags: nothing was run or changed
+        runner.close()
+        hint = " (searcher.KEY is --layernas_settings=KEY=VALUE)" if "searcher." in str(e) else ""
+        print(f"ERROR: {e}{hint}", file=sys.stderr)
         raise SystemExit(1)
     finally:
         progress.close()
