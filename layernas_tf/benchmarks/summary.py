@@ -4,8 +4,9 @@ differences. Plain Python, no flags, so tests and other tools can import it."""
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Dict, List, Tuple
+
+from layernas_tf.search.harness import paired_cell
 
 
 def metric_of(summary: dict) -> str:
@@ -97,8 +98,7 @@ def paired_with(mine: dict, theirs: dict) -> Dict[str, Dict[str, dict]]:
             if not seeds:
                 continue
             diffs = [mine[label][budget][s] - other[budget][s] for s in seeds]
-            se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-            out.setdefault(label, {})[budget] = {"score_diff": statistics.fmean(diffs), "se": se, "runs": len(diffs)}
+            out.setdefault(label, {})[budget] = paired_cell(diffs)
     return out
 
 

@@ -147,9 +147,13 @@ def paired_differences(results: Sequence[RunResult], reference: str) -> Dict[str
             diffs = [by_key[(algorithm, budget, s)] - by_key[(reference, budget, s)]
                      for (a, b, s) in by_key if a == algorithm and b == budget and (reference, budget, s) in by_key]
             if diffs:
-                out[algorithm][budget] = {"score_diff": statistics.fmean(diffs), "se": _standard_error(diffs),
-                                          "runs": len(diffs)}
+                out[algorithm][budget] = paired_cell(diffs)
     return out
+
+
+def paired_cell(diffs: Sequence[float]) -> dict:
+    """Mean of per-seed score differences, its standard error and the number of seeds."""
+    return {"score_diff": statistics.fmean(diffs), "se": _standard_error(diffs), "runs": len(diffs)}
 
 
 def own_time(searcher, benchmark, seed: int, batch: int) -> float:
