@@ -778,10 +778,11 @@ class LayerNAS(Searcher):
         try:
             self.num_buckets = self._buckets_after(position)
             kept = self._keep_best_per_bucket(list(self._parent), believed) or self.kept
-            groups = [kept] + ([[c] for c in self._hedges(kept, believed, model)] if self.speculate == "hedge" else [])
+            last = position + 1 >= len(self.plan)
+            hedges = self._hedges(kept, believed, model) if self.speculate == "hedge" and not last else []
             self.position = position + 1
-            if self.position < len(self.plan):
-                for group in groups:
+            if not last:
+                for group in [kept] + [[c] for c in hedges]:
                     for child in self._spawn(group):
                         if child not in self.rewards and child not in running:
                             return child
@@ -818,8 +819,12 @@ class LayerNAS(Searcher):
             if c in believed:
                 bucket = self._bucket_of(c)
                 lowest[bucket] = min(lowest.get(bucket, float("inf")), believed[c])
-        return [c for c in sorted(believed, key=lambda c: (-believed[c], c))
-                if c not in kept and self._bucket_of(c) in lowest and lowest[self._bucket_of(c)] - believed[c] < margin]
+        hedges = []
+        for c in sorted(believed, key=lambda c: (-believed[c], c)):
+            keeper = lowest.get(self._bucket_of(c)) if c not in kept else None
+            if keeper is not None and keeper - believed[c] < margin:
+                hedges.append(c)
+        return hedges
 
     def _observe(self, trial: Trial) -> None:
         self.rewards[trial.encoding] = trial.reward
