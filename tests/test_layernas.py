@@ -449,3 +449,62 @@ def test_refinement_explores_with_a_bonus_of_explore_standard_errors():
     counts = model.option_counts()
     assert bonus == pytest.approx(model.noise_sd() * sum(1 / (counts[layer][0] + 1) ** 0.5 for layer in range(5)))
     assert LayerNAS(problem, 10, explore=0.0)._refinement_model().predict((0,) * 5) == 0.0  # no bonus, no fit yet
+
+
+def test_on_a_deterministic_problem_the_final_pick_is_the_best_exact_reward():
+    def collapsing(e):
+        return 0.0 if e[0] == 0 and e[1] == 0 else reward(e) + 0.3 * e[2] * e[3]
+    rng = random.Random(1)
+    rewards = {e: collapsing(e) for e in sorted({tuple(rng.randrange(4) for _ in range(5)) for _ in range(150)})}
+    problem = additive_problem(10)
+    exact = _told(LayerNAS(dataclasses.replace(problem, deterministic=True), budget=300), rewards)
+    modelled = _told(LayerNAS(problem, budget=300), rewards)
+    for e, r in rewards.items():
+        assert exact.selection_score(e) == r
+    best = max((e for e in rewards if problem.feasible(e)), key=lambda e: (rewards[e], e))
+    assert exact.best().encoding == best
+    assert modelled.best().encoding != best  # the model's blend picks another: the rule matters here
+
+
+def _regret_by_budget(table, problem, budgets):
+    from layernas_tf.search.harness import query_noise
+
+    _, oracle = table.oracle(problem)
+    searcher, regrets = LayerNAS(problem, budget=max(budgets)), []
+    while not searcher.done:
+        (e,) = searcher.ask(1)
+        searcher.tell(e, table.query(e, query_noise(0, e, 0)))
+        if len(searcher.trials) in budgets:
+            regrets.append(round(oracle - table.mean_score(searcher.best().encoding), 3))
+    return regrets
+
+
+@pytest.mark.parametrize("seed,layers,options,fraction,expected", [
+    (3, 4, 6, 0.25, [0.0] * 8), (2, 5, 5, 0.5, [0.244] + [0.0] * 7)])
+def test_a_noise_free_table_never_gets_a_worse_pick_with_more_budget(tmp_path, seed, layers, options, fraction,
+                                                                     expected):
+    import json
+
+    from layernas_tf.search.tables import load_table, synthetic_records
+
+    path = tmp_path / "noise_free.json"
+    path.write_text(json.dumps(synthetic_records(num_layers=layers, num_options=options, seed=seed, noise=0.0,
+                                                 seeds=1)))
+    table = load_table(str(path))
+    problem = table.problem(fraction)
+    assert problem.deterministic
+    budgets = (25, 50, 75, 100, 150, 200, 300, 400)
+    assert _regret_by_budget(table, problem, budgets) == expected
+    # The same search ranking its pick with the model (a problem not known to be deterministic) sets back.
+    modelled = _regret_by_budget(table, dataclasses.replace(problem, deterministic=False), budgets)
+    assert any(later > earlier for earlier, later in zip(modelled, modelled[1:]))
+
+
+def test_a_table_with_several_accuracies_per_network_is_not_deterministic(tmp_path):
+    import json
+
+    from layernas_tf.search.tables import load_table, synthetic_records
+
+    path = tmp_path / "noisy.json"
+    path.write_text(json.dumps(synthetic_records(num_layers=3, num_options=3, seed=0)))
+    assert not load_table(str(path)).problem(0.5).deterministic

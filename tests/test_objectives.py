@@ -29,6 +29,16 @@ class WidestWins:
 
 
 widest_wins = WidestWins()
+
+
+class ExactWidestWins(WidestWins):
+    deterministic = True  # sample() returns mean(): every query of a network is the same
+
+    def sample(self, encoding, cost, rng):
+        return self.mean(encoding, cost)
+
+
+exact_widest_wins = ExactWidestWins()
 no_sample = type("NoSample", (), {"mean": lambda self, e, c: 0.0})()
 
 
@@ -53,6 +63,11 @@ def test_an_objective_run_is_scored_by_the_mean_of_its_returned_model():
     assert result.regret is None and result.queries == 20
     assert problem.feasible(result.encoding)
     assert result.score == float(sum(result.encoding))
+
+
+def test_an_objective_that_says_it_is_deterministic_makes_a_deterministic_problem():
+    assert objective_benchmark("test_objectives:exact_widest_wins").problem(0.5).deterministic
+    assert not objective_benchmark("test_objectives:widest_wins").problem(0.5).deterministic
 
 
 def test_every_algorithm_sees_the_same_noise_for_the_same_candidate():

@@ -81,7 +81,8 @@ class ObjectiveBenchmark:
         if not 0 < flops_fraction <= 1:
             raise ValueError(f"flops_fraction must be in (0, 1], got {flops_fraction}")
         return Problem(self.space.num_options, self.cost, flops_fraction * self.max_cost, default=self.space.default,
-                       option_attributes=self.attributes)
+                       option_attributes=self.attributes,
+                       deterministic=bool(getattr(self.objective, "deterministic", False)))
 
     def query(self, encoding: Sequence[int], rng: random.Random) -> float:
         encoding = tuple(encoding)

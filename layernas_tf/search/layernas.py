@@ -307,7 +307,16 @@ class LayerNAS(Searcher):
         part is local there, but over-predicts elsewhere. Where the two agree the pick is unchanged;
         where they disagree nothing says which is right, and the pessimistic one is the safe bet for
         an argmax (a lower confidence bound over the two models).
+
+        On a deterministic problem (`Problem.deterministic`) a candidate's own reward is exact, and the
+        pick is the best of them. A model there has no noise to average, only its misfit to add: a
+        refinement candidate it over-predicts can edge out a better-measured one, and the pick changes
+        its mind as the model is refitted. The best exact reward of a growing set of evaluations never
+        falls. The search itself still ranks by `score`.
         """
+        if self.problem.deterministic:
+            reward = self.rewards.get(tuple(encoding))
+            return float("-inf") if reward is None else reward
         fraction = self.chosen_select_fraction()
         if self.pick == "blend":
             return self.score(tuple(encoding), fraction)

@@ -30,6 +30,9 @@ class Problem:
       option_attributes: optional, per layer, per option, the option's (attribute, value) pairs, e.g.
         (("width", 1.25), ("kernel", 5), ("se", True)): plain data that lets LayerNAS search a layer's
         attributes as successive steps. None: options are opaque.
+      deterministic: evaluations are exact: the same network always gets the same reward (a lookup
+        table with one accuracy per network, a closed-form proxy). A searcher then has no noise to
+        average, and may trust each reward as it is. Training runs are not deterministic.
 
     `pairwise_cost` is True when `cost` says (attribute `pairwise`) that it is a sum of terms that
     each depend on one layer's option and its predecessor's, as the MobileNet spaces' analytic costs
@@ -43,6 +46,7 @@ class Problem:
     min_cost: float = 0.0
     default: Optional[Encoding] = None
     option_attributes: Optional[Tuple[Tuple[Tuple[Tuple[str, object], ...], ...], ...]] = None
+    deterministic: bool = False
 
     def __post_init__(self):
         self.num_options = tuple(int(n) for n in self.num_options)

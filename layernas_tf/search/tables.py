@@ -49,12 +49,14 @@ class Table:
         return "".join(alphabet[i] for alphabet, i in zip(self.alphabets, encoding))
 
     def problem(self, flops_fraction: float, min_fraction: float = 0.0) -> Problem:
-        """A search problem over this table with target FLOPs <= flops_fraction * max FLOPs."""
+        """A search problem over this table with target FLOPs <= flops_fraction * max FLOPs; deterministic
+        when the table holds one accuracy per architecture (every query returns it)."""
         if not 0 < flops_fraction <= 1:
             raise ValueError(f"flops_fraction must be in (0, 1], got {flops_fraction}")
         default = tuple(len(a) // 2 for a in self.alphabets)
         return Problem(self.num_options, self.flops.__getitem__, flops_fraction * self.max_flops,
-                       min_fraction * self.max_flops, default=default)
+                       min_fraction * self.max_flops, default=default,
+                       deterministic=seeds_per_architecture(self) == 1)
 
     def oracle(self, problem: Problem) -> Tuple[Encoding, float]:
         """The feasible encoding with the best mean accuracy."""
