@@ -1,12 +1,15 @@
 import dataclasses
 import itertools
+import json
 import random
 
 import pytest
 
 from layernas_tf.search import InfeasibleTargetError, Problem, make_searcher
 from layernas_tf.search.base import HandOut, Trial
+from layernas_tf.search.harness import query_noise
 from layernas_tf.search.layernas import LayerNAS, sweep_upper_bound
+from layernas_tf.search.tables import load_table, synthetic_records
 
 VALUES = [[0.0, 1.0, 1.6, 2.0], [0.0, 0.5, 2.5, 2.6], [0.0, 1.2, 1.3, 3.0], [0.0, 0.4, 0.9, 1.0], [0.0, 2.0, 2.1, 2.2]]
 COSTS = [[1, 2, 3, 4], [1, 3, 4, 6], [1, 2, 4, 5], [1, 1.5, 2, 3], [1, 3, 4, 5]]
@@ -310,8 +313,6 @@ def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_ma
     # and a pick that trusts it returns a worse network the more the search evaluates. (Shown on the
     # search whose buckets are planned from the budget, num_buckets=0, where it was found.)
     from conftest import shared_table
-    from layernas_tf.search.harness import query_noise
-    from layernas_tf.search.tables import load_table
 
     table = load_table(str(shared_table("nas-bench-macro_cifar10.json")))
     problem = table.problem(0.75)
@@ -466,9 +467,12 @@ def test_on_a_deterministic_problem_the_final_pick_is_the_best_exact_reward():
     assert modelled.best().encoding != best  # the model's blend picks another: the rule matters here
 
 
-def _regret_by_budget(table, problem, budgets):
-    from layernas_tf.search.harness import query_noise
+def _synthetic_table(path, **kwargs):
+    path.write_text(json.dumps(synthetic_records(**kwargs)))
+    return load_table(str(path))
 
+
+def _regret_by_budget(table, problem, budgets):
     _, oracle = table.oracle(problem)
     searcher, regrets = LayerNAS(problem, budget=max(budgets)), []
     while not searcher.done:
@@ -483,14 +487,8 @@ def _regret_by_budget(table, problem, budgets):
     (3, 4, 6, 0.25, [0.0] * 8), (2, 5, 5, 0.5, [0.244] + [0.0] * 7)])
 def test_a_noise_free_table_never_gets_a_worse_pick_with_more_budget(tmp_path, seed, layers, options, fraction,
                                                                      expected):
-    import json
-
-    from layernas_tf.search.tables import load_table, synthetic_records
-
-    path = tmp_path / "noise_free.json"
-    path.write_text(json.dumps(synthetic_records(num_layers=layers, num_options=options, seed=seed, noise=0.0,
-                                                 seeds=1)))
-    table = load_table(str(path))
+    table = _synthetic_table(tmp_path / "noise_free.json", num_layers=layers, num_options=options, seed=seed,
+                             noise=0.0, seeds=1)
     problem = table.problem(fraction)
     assert problem.deterministic
     budgets = (25, 50, 75, 100, 150, 200, 300, 400)
@@ -501,10 +499,5 @@ def test_a_noise_free_table_never_gets_a_worse_pick_with_more_budget(tmp_path, s
 
 
 def test_a_table_with_several_accuracies_per_network_is_not_deterministic(tmp_path):
-    import json
-
-    from layernas_tf.search.tables import load_table, synthetic_records
-
-    path = tmp_path / "noisy.json"
-    path.write_text(json.dumps(synthetic_records(num_layers=3, num_options=3, seed=0)))
-    assert not load_table(str(path)).problem(0.5).deterministic
+    table = _synthetic_table(tmp_path / "noisy.json", num_layers=3, num_options=3, seed=0)
+    assert not table.problem(0.5).deterministic
