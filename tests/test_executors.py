@@ -91,3 +91,32 @@ def test_a_trial_leaves_no_traced_graph_alive_in_its_process():
         assert run_trial(spec).status == "completed"
     assert custom_gradient_names() == names
     assert graphs() == after_one
+
+
+def test_a_trial_traces_its_train_step_once_and_trains_as_before(monkeypatch):
+    # Keras creates the optimizer's and metrics' variables inside the first trace when no strategy is
+    # set, and a tf.function whose first trace creates variables is traced again: two train graphs
+    # per trial. Building that state first leaves one, and the same weights, data order and reward.
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    import train.trainer
+    from layernas_tf.runner import run_trial
+
+    traces = []
+    train_step = TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traces.append(1)
+        return train_step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    data = DataSpec("digits", image_size=8, max_examples=64, batch_size=16)
+    spec = TrialSpec(0, SPACE, SPACE.default, data, TrainSettings(epochs=2), 2, 8, 10)
+    built = run_trial(spec)
+    assert built.status == "completed", built.error
+    assert len(traces) == 1
+    traces.clear()
+    monkeypatch.setattr(train.trainer, "build_training_state", lambda model, dataset: False)
+    lazy = run_trial(spec)
+    assert len(traces) == 2
+    assert (lazy.reward, lazy.metrics) == (built.reward, built.metrics)
