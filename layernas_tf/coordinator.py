@@ -77,6 +77,8 @@ class Coordinator:
         self.trained: Dict[str, TrialRecord] = {}  # encoding string -> its finished training
         self.running: Dict[int, TrialRecord] = {}  # trial number -> running trial
         self.waiting: Dict[str, List[TrialRecord]] = {}  # repeats of a running encoding
+        self.trainings: Dict[str, int] = {}  # encoding string -> trials that trained it (replicates included)
+        self.replicate: Dict[int, int] = {}  # trial number -> which training again of its encoding it is (> 0)
         self.store_seconds: List[float] = []
         self.told = 0
         self.next_number = 0
@@ -90,13 +92,15 @@ class Coordinator:
         self.told = sum(h.told_order is not None for h in handouts)
         self.next_number = len(stored)
         for t in stored:
+            if t.repeat_of is None:
+                self._count_training(t)
             if t.repeat_of is None and t.status != RUNNING:
                 self.trained[t.encoding] = t
         running = [t for t in stored if t.status == RUNNING]
         for t in running:
             if t.repeat_of is None:
                 self.running[t.number] = t
-                self.executor.submit(self.make_spec(t.number, self.space.parse(t.encoding)))
+                self.executor.submit(self._spec(t))
         for t in running:
             if t.repeat_of is None:
                 continue
@@ -107,7 +111,7 @@ class Coordinator:
             else:  # its original is gone: train it as a trial of its own
                 t.repeat_of = None
                 self.running[t.number] = t
-                self.executor.submit(self.make_spec(t.number, self.space.parse(t.encoding)))
+                self.executor.submit(self._spec(t))
         if stored:
             logging.info("resumed %s: %d stored trials replayed (%d handed out again), none completed retrained",
                          self.store.dir, len(stored), len(self.running))
@@ -144,6 +148,13 @@ class Coordinator:
         cost, madds, params = self.describe(encoding)
         record = TrialRecord(self.next_number, key, cost, madds, params, RUNNING, told_before=self.told)
         self.next_number += 1
+        if getattr(self.searcher, "repeats_are_replicates", False) and key in self.trainings:
+            # the same network again, to be evaluated again: trained anew with its next seed
+            self._write(self.store.add, record)
+            self._count_training(record)
+            self.running[record.number] = record
+            self.executor.submit(self._spec(record))
+            return
         if key in self.trained:  # the same network again: answered from the store
             record.repeat_of = self.trained[key].number
             self._write(self.store.add, record)
@@ -156,8 +167,22 @@ class Coordinator:
             self.waiting.setdefault(key, []).append(record)
             return
         self._write(self.store.add, record)
+        self._count_training(record)
         self.running[record.number] = record
-        self.executor.submit(self.make_spec(record.number, encoding))
+        self.executor.submit(self._spec(record))
+
+    def _count_training(self, record: TrialRecord) -> None:
+        """Count a trial that trains its network; the second and later ones are replicates."""
+        done = self.trainings.get(record.encoding, 0)
+        self.trainings[record.encoding] = done + 1
+        if done:
+            self.replicate[record.number] = done
+
+    def _spec(self, record: TrialRecord):
+        """The spec of a trial that trains: `make_spec`, with its replicate number when it is one."""
+        spec = self.make_spec(record.number, self.space.parse(record.encoding))
+        replicate = self.replicate.get(record.number, 0)
+        return dataclasses.replace(spec, replicate=replicate) if replicate else spec
 
     def _finish(self, outcome) -> None:
         record = self.running[outcome.number]
@@ -167,7 +192,7 @@ class Coordinator:
             logging.warning("trial %d %s: %s; running it again (attempt %d of %d)", record.number, record.encoding,
                             outcome.error, record.attempts, self.trial_retries + 1)
             self._write(self.store.update, record)
-            self.executor.submit(self.make_spec(record.number, self.space.parse(record.encoding)))
+            self.executor.submit(self._spec(record))
             return
         del self.running[outcome.number]
         record.status, record.reward = outcome.status, outcome.reward

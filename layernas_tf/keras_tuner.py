@@ -26,8 +26,9 @@ are costed without training: by `cost_fn(values)` when given, otherwise by build
 them by per-layer look-ups learnt from a few builds (`CandidateCosts`). Costs are cached per
 candidate. The oracle drives the project's own LayerNAS searcher (`layernas_tf.search`) through its
 ask/tell interface; each proposal is counted on its built model before it is handed to a tuner, so
-a candidate over the target is never trained, and a candidate proposed again is answered from its
-first trial instead of being trained twice.
+a candidate over the target is never trained. A candidate proposed again is answered from its
+first trial instead of being trained twice, unless the searcher asks for it again to evaluate it
+again (LayerNAS's `replicates`): then it is a trial of its own.
 """
 
 from __future__ import annotations
@@ -451,7 +452,7 @@ class LayerNASOracle(keras_tuner.Oracle):
             if not self._meets_target(encoding):  # never trained: answered as failed
                 self._tell(record, None)
                 continue
-            original = self._trained_record(encoding)
+            original = None if self.searcher.repeats_are_replicates else self._trained_record(encoding)
             if original is not None:
                 record["repeat_of"] = original["trial_id"]
                 if original["told_order"] is not None:  # answered from its finished trial

@@ -49,10 +49,12 @@ class TrialSpec:
       epochs: training epochs.
       input_size, num_classes: image side and classes of the candidate.
       bn_momentum: BatchNormalization momentum of the candidate.
-      seed: the search seed; the candidate trains with `trial_seed(seed, encoding string)`.
+      seed: the search seed; the candidate trains with `trial_seed(seed, encoding string, replicate)`.
       fit_kwargs: extra `model.fit` keyword arguments (in process: callbacks are live objects).
       final: final training: the whole train split, no proxy subset.
       return_weights: send the trained weights back in the outcome (final training on a remote node).
+      replicate: 0 for a candidate's first training; n for its n-th training again (another seed), when
+        the searcher asks for a candidate again to evaluate it again (`Searcher.repeats_are_replicates`).
     """
 
     number: int
@@ -68,6 +70,7 @@ class TrialSpec:
     fit_kwargs: Optional[dict] = None
     final: bool = False
     return_weights: bool = False
+    replicate: int = 0
 
     @property
     def key(self) -> str:
@@ -95,10 +98,12 @@ class TrialOutcome:
     worker_lost: bool = False
 
 
-def trial_seed(seed: int, encoding: str) -> int:
-    """The seed a candidate is trained with: fixed by the search seed and the encoding, so a trial
-    trained again (after a crash, or on another worker) starts from the same weights and data order."""
-    return (seed * 1_000_003 + zlib.crc32(encoding.encode())) % (2 ** 31)
+def trial_seed(seed: int, encoding: str, replicate: int = 0) -> int:
+    """The seed a candidate is trained with: fixed by the search seed, the encoding and which of its
+    evaluations this is, so a trial trained again (after a crash, or on another worker) starts from the
+    same weights and data order, and a replicate (`TrialSpec.replicate`) from others."""
+    key = encoding if replicate == 0 else f"{encoding}#{replicate}"
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 31)
 
 
 def lost_outcome(spec: TrialSpec, cause: str) -> TrialOutcome:
@@ -204,7 +209,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     try:
         # Seeded before the pipelines are built: their shuffle takes the global seed as set here, not
         # whatever an earlier trial in this process left, so a trial runs the same in any worker.
-        keras.utils.set_random_seed(trial_seed(spec.seed, spec.key))
+        keras.utils.set_random_seed(trial_seed(spec.seed, spec.key, spec.replicate))
         start = time.perf_counter()
         train, validation, steps = _pipelines(spec)
         timings["data"] = time.perf_counter() - start

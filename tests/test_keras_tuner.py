@@ -320,17 +320,24 @@ def test_look_ups_are_off_when_a_hyperparameter_changes_the_layers():
     assert encoding in costs.built
 
 
-def test_the_oracle_alone_serves_a_plain_keras_tuner_tuner_with_cost_fn(tmp_path):
+def _filter_sum(values):
+    return float(sum(values[f"filters_{i}"] for i in range(3)))
+
+
+def _oracle_search(tmp_path, hypermodel, max_trials, target, seed):
+    """A plain Keras Tuner tuner served by the LayerNAS oracle alone, costed by `_filter_sum`."""
     from layernas_tf.keras_tuner import LayerNASOracle
 
-    def cost_fn(values):
-        return float(sum(values[f"filters_{i}"] for i in range(3)))
+    oracle = LayerNASOracle(objective=SCORE, max_trials=max_trials, target=layernas_tf.Target("madds", target),
+                            cost_fn=_filter_sum, seed=seed)
+    keras_tuner.Tuner(oracle=oracle, hypermodel=hypermodel, directory=str(tmp_path)).search(verbose=0)
+    return oracle
 
+
+def test_the_oracle_alone_serves_a_plain_keras_tuner_tuner_with_cost_fn(tmp_path):
+    cost_fn = _filter_sum
     hypermodel = ScoredCNN()
-    oracle = LayerNASOracle(objective=SCORE, max_trials=6, target=layernas_tf.Target("madds", 20), cost_fn=cost_fn,
-                            seed=1)
-    tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=hypermodel, directory=str(tmp_path))
-    tuner.search(verbose=0)
+    oracle = _oracle_search(tmp_path, hypermodel, 6, 20, seed=1)
     assert len(hypermodel.trained) == len(oracle.trials) >= 3
     assert all(cost_fn(values) <= 20 for values in hypermodel.trained)
 
@@ -344,3 +351,23 @@ def test_an_oracle_without_cost_fn_or_hypermodel_and_a_bad_target_are_refused():
     oracle.hyperparameters.Choice("units", [8, 16])
     with pytest.raises(ValueError, match=r"needs cost_fn\(values\) -> float, or the hypermodel"):
         oracle.prepare()
+
+
+def test_a_candidate_layernas_asks_for_again_is_trained_again_as_a_trial_of_its_own(tmp_path):
+    class NoisyCNN(ScoredCNN):
+        """Each training of the same values scores differently, as another seed would."""
+
+        def fit(self, hp, model, *args, **kwargs):
+            again = sum(values == hp.values for values in self.trained)
+            self.trained.append(dict(hp.values))
+            noise = np.random.default_rng([again, *(int(v) for v in hp.values.values())]).normal(0, 0.3)
+            return {"score": _reward(hp.values) + noise}
+
+    hypermodel = NoisyCNN()
+    oracle = _oracle_search(tmp_path, hypermodel, 40, 30, seed=0)
+    trained = [tuple(sorted(v.items())) for v in hypermodel.trained]
+    assert len(trained) > len(set(trained))  # some values were trained more than once
+    assert len(hypermodel.trained) == len(oracle.trials)  # each training is a Keras Tuner trial
+    asked = [tuple(h["encoding"]) for h in oracle.handouts if h["trial_id"] is not None]
+    assert asked == [tuple(h.encoding) for h in oracle.searcher.handouts if oracle._meets_target(h.encoding)]
+    assert all("repeat_of" not in h for h in oracle.handouts)

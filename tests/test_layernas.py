@@ -472,9 +472,9 @@ def _synthetic_table(path, **kwargs):
     return load_table(str(path))
 
 
-def _regret_by_budget(table, problem, budgets):
+def _regret_by_budget(table, problem, budgets, **settings):
     _, oracle = table.oracle(problem)
-    searcher, regrets = LayerNAS(problem, budget=max(budgets)), []
+    searcher, regrets = LayerNAS(problem, budget=max(budgets), **settings), []
     while not searcher.done:
         (e,) = searcher.ask(1)
         searcher.tell(e, table.query(e, query_noise(0, e, 0)))
@@ -493,11 +493,80 @@ def test_a_noise_free_table_never_gets_a_worse_pick_with_more_budget(tmp_path, s
     assert problem.deterministic
     budgets = (25, 50, 75, 100, 150, 200, 300, 400)
     assert _regret_by_budget(table, problem, budgets) == expected
-    # The same search ranking its pick with the model (a problem not known to be deterministic) sets back.
-    modelled = _regret_by_budget(table, dataclasses.replace(problem, deterministic=False), budgets)
+    # The same search ranking its pick with the model (a problem not known to be deterministic), each
+    # candidate evaluated once, sets back.
+    modelled = _regret_by_budget(table, dataclasses.replace(problem, deterministic=False), budgets, replicates=1)
     assert any(later > earlier for earlier, later in zip(modelled, modelled[1:]))
 
 
 def test_a_table_with_several_accuracies_per_network_is_not_deterministic(tmp_path):
     table = _synthetic_table(tmp_path / "noisy.json", num_layers=3, num_options=3, seed=0)
     assert not table.problem(0.5).deterministic
+
+
+def _replicate_expected(searcher):
+    """The rule `replicates` documents: the final pick's leader, while the runner-up is within one
+    standard deviation of it, it has no more evaluations, and no untried neighbour's optimistic
+    prediction (the refinement's own pick) is above the leader's score."""
+    evaluated = [e for e, r in searcher.rewards.items() if r is not None and searcher.problem.feasible(e)]
+    if searcher.phase != "refine" or len(evaluated) < 2:
+        return None
+    leader, runner_up = sorted(evaluated, key=lambda e: (-searcher.selection_score(e), e))[:2]
+    n, m = len(searcher.evaluations[leader]), len(searcher.evaluations[runner_up])
+    s = searcher.shrinkage
+    w, v = n * s / (n * s + 1 - s), m * s / (m * s + 1 - s)
+    noise = searcher._fitted_model(1.0).noise_sd()
+    if n >= searcher.replicates or n > m or noise == float("inf"):
+        return None
+    gap = searcher.selection_score(leader) - searcher.selection_score(runner_up)
+    if gap >= noise * (w * w / n + v * v / m) ** 0.5:
+        return None
+    pick = searcher._best_refinement()
+    if pick is not None and searcher._refinement_model().predict(pick) > searcher.score(leader):
+        return None
+    return leader
+
+
+def test_the_final_picks_leader_is_evaluated_again_while_the_runner_up_is_within_noise(tmp_path):
+    table = _synthetic_table(tmp_path / "noisy.json", num_layers=5, num_options=4, seed=7)
+    problem = table.problem(0.5)
+    searcher, repeats, told = LayerNAS(problem, budget=120), {}, 0
+    while not searcher.done:
+        expected = _replicate_expected(searcher)
+        (e,) = searcher.ask(1)
+        if expected is not None:
+            assert e == expected
+        elif e in searcher.rewards:
+            pytest.fail(f"{e} was asked again though the rule does not replicate it")
+        repeats[e] = repeats.get(e, -1) + 1
+        searcher.tell(e, table.query(e, query_noise(0, e, repeats[e])))
+        told += 1
+    replicated = {e: n + 1 for e, n in repeats.items() if n}
+    assert replicated and max(replicated.values()) <= searcher.replicates == 3
+    for e, runs in searcher.evaluations.items():
+        assert searcher.rewards[e] == pytest.approx(sum(runs) / len(runs))
+    # A replicated candidate's own reward weighs as n evaluations do: n*s / (n*s + 1 - s).
+    e = max(replicated, key=replicated.get)
+    n, s = replicated[e], searcher.shrinkage
+    weight = n * s / (n * s + 1 - s)
+    prediction = searcher.predict(e)
+    assert searcher.score(e) == pytest.approx(weight * searcher.rewards[e] + (1 - weight) * prediction)
+
+
+@pytest.mark.parametrize("replicates,deterministic", [(1, False), (3, True)])
+def test_no_candidate_is_evaluated_twice_with_replicates_1_or_on_a_deterministic_problem(tmp_path, replicates,
+                                                                                        deterministic):
+    table = _synthetic_table(tmp_path / "noisy.json", num_layers=5, num_options=4, seed=7)
+    problem = dataclasses.replace(table.problem(0.5), deterministic=deterministic)
+    searcher = LayerNAS(problem, budget=120, replicates=replicates)
+    while not searcher.done:
+        (e,) = searcher.ask(1)
+        searcher.tell(e, table.query(e, query_noise(0, e, 0)))
+    encodings = [t.encoding for t in searcher.trials]
+    assert len(encodings) == len(set(encodings))
+    assert searcher.repeats_are_replicates == (replicates > 1)
+
+
+def test_replicates_below_1_are_refused():
+    with pytest.raises(ValueError, match="replicates must be >= 1"):
+        LayerNAS(additive_problem(12), budget=10, replicates=0)

@@ -1,13 +1,14 @@
 """Searchers and the coordinator under concurrency: batched asks, results told out of order, replay of
 any recorded interleaving, crashes of the driver and of workers. Pure Python except the last tests."""
 
+import dataclasses
 import json
 import random
 
 import pytest
 
 from layernas_tf.coordinator import Coordinator, TooManyFailuresError
-from layernas_tf.runner import COMPLETED, FAILED, TrialOutcome, lost_outcome
+from layernas_tf.runner import COMPLETED, FAILED, TrialOutcome, lost_outcome, trial_seed
 from layernas_tf.search import make_searcher
 from layernas_tf.search.base import HandOut
 from layernas_tf.search.problem import Problem
@@ -244,9 +245,10 @@ SPACE = get_space("channel_bench_macro_mobilenet")
 class ScriptedExecutor:
     """Runs specs instantly, finishing them in a seeded random order; can lose a worker or crash."""
 
-    def __init__(self, slots, seed=0, lose=(), crash_after=None, fail=lambda encoding: False):
+    def __init__(self, slots, seed=0, lose=(), crash_after=None, fail=lambda encoding: False, sd=0.0):
+        self.sd = sd
         self.slots, self.rng, self.lose, self.crash_after, self.fail = slots, random.Random(seed), set(lose), crash_after, fail
-        self.flying, self.submitted, self.finished = [], [], 0
+        self.flying, self.submitted, self.finished, self.replicates = [], [], 0, {}
 
     @property
     def running(self):
@@ -255,6 +257,7 @@ class ScriptedExecutor:
     def submit(self, spec):
         self.flying.append(spec)
         self.submitted.append(spec.number)
+        self.replicates[spec.number] = spec.replicate
 
     def collect(self, timeout=None):
         if self.crash_after is not None and self.finished >= self.crash_after:
@@ -266,16 +269,22 @@ class ScriptedExecutor:
             return [lost_outcome(spec, "worker 0 (pid 1) was killed by SIGKILL")]
         if self.fail(spec.encoding):
             return [TrialOutcome(spec.number, spec.encoding, FAILED, error="ValueError: broken")]
-        return [TrialOutcome(spec.number, spec.encoding, COMPLETED, reward=value6(spec.encoding))]
+        return [TrialOutcome(spec.number, spec.encoding, COMPLETED, reward=value6(spec.encoding) + self.noise(spec))]
+
+    def noise(self, spec):
+        """Each training of a network scores differently: a replicate is another seed."""
+        return random.Random(f"{spec.encoding}:{spec.replicate}").gauss(0, self.sd) if self.sd else 0.0
 
 
 def value6(encoding):
     return value(tuple(encoding[:6]))
 
 
+@dataclasses.dataclass
 class Spec:
-    def __init__(self, number, encoding):
-        self.number, self.encoding = number, tuple(encoding)
+    number: int
+    encoding: tuple
+    replicate: int = 0
 
 
 def _problem():
@@ -284,9 +293,9 @@ def _problem():
     return Problem(SPACE.num_options, cost_function(SPACE, "madds"), 105_640_960, default=SPACE.default)
 
 
-def _coordinate(tmp_path, executor, searcher_name="layernas", budget=40, **kwargs):
+def _coordinate(tmp_path, executor, searcher_name="layernas", budget=40, problem=None, **kwargs):
     store = TrialStore(str(tmp_path), {"space": SPACE.name})
-    searcher = make_searcher(searcher_name, _problem(), budget, 0)
+    searcher = make_searcher(searcher_name, problem or _problem(), budget, 0)
     coordinator = Coordinator(searcher, store, executor, SPACE, Spec,
                               lambda e: (searcher.problem.cost_of(e), 0, 0), **kwargs)
     try:
@@ -363,3 +372,42 @@ def test_repeats_of_a_running_candidate_wait_for_it(tmp_path):
     assert executor.submitted == [0]
     assert [t.repeat_of for t in done.trials] == [None, 0, 0, 0, 0, 0]
     assert all(t.status == COMPLETED for t in done.trials)
+
+
+def _replicate_numbers(trials):
+    """Per trained trial (repeat_of None), how many earlier trials trained the same network."""
+    seen, numbers = {}, {}
+    for t in trials:
+        if t.repeat_of is None:
+            numbers[t.number] = seen.get(t.encoding, 0)
+            seen[t.encoding] = numbers[t.number] + 1
+    return numbers
+
+
+def _tight_problem():
+    """A target about 1% of the space meets: refinement soon runs out of untried neighbours."""
+    return dataclasses.replace(_problem(), max_cost=27_053_568)
+
+
+def test_a_candidate_asked_again_to_be_evaluated_again_is_trained_again_with_its_next_seed(tmp_path):
+    executor = ScriptedExecutor(2, seed=0, sd=0.3)
+    _, done = _coordinate(tmp_path, executor, budget=60, problem=_tight_problem())
+    numbers = _replicate_numbers(done.trials)
+    assert max(numbers.values()) >= 1  # LayerNAS replicated its leader
+    assert all(t.repeat_of is None for t in done.trials)  # none answered from an earlier training
+    assert {n: r for n, r in executor.replicates.items()} == numbers
+    e = next(t.encoding for t in done.trials if numbers[t.number] == 1)
+    assert trial_seed(0, e, 1) != trial_seed(0, e) == trial_seed(0, e, 0)
+
+
+def test_a_resumed_search_trains_its_running_replicates_with_their_own_seeds(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _coordinate(tmp_path, ScriptedExecutor(2, seed=0, sd=0.3, crash_after=38), budget=60,
+                    problem=_tight_problem())
+    executor = ScriptedExecutor(2, seed=1, sd=0.3)
+    _, resumed = _coordinate(tmp_path, executor, budget=60, problem=_tight_problem())
+    assert len(resumed.trials) == 60
+    numbers = _replicate_numbers(resumed.trials)
+    # 37 and 39 were running at the crash; 39 is its network's third training, and is handed out again as such
+    assert executor.submitted[:2] == [37, 39] and numbers[39] == 2
+    assert executor.replicates == {n: numbers[n] for n in executor.replicates}

@@ -62,6 +62,8 @@ VARIANTS: Dict[str, tuple] = {
                         ["prune=dominated"]),
     "explore=0": ("refinement ranks by the model's prediction alone (no bonus for rarely seen options)", ["explore=0"]),
     "explore=2": ("refinement's bonus for rarely seen options doubled", ["explore=2"]),
+    "replicates=1": ("the final pick's leader is never evaluated again (one evaluation per candidate)",
+                     ["replicates=1"]),
 }
 
 

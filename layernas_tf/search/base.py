@@ -56,6 +56,9 @@ class Searcher:
     # Settings added after searches were recorded, each with the value that reproduces a search recorded
     # before it existed: a stored search without the key is compared as if it had recorded that value.
     legacy_settings: Dict[str, object] = {}
+    # Whether an encoding proposed again asks for a fresh evaluation (another training, with another
+    # seed) rather than the result it already had: executors then train it again.
+    repeats_are_replicates = False
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0):
         if budget < 1:
