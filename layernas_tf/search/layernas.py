@@ -124,7 +124,8 @@ class LayerNAS(Searcher):
       replicates: most evaluations of one candidate. In refinement, before each new pick, the
         candidate the final pick would return is evaluated again (a fresh training, or a fresh query)
         when the runner-up is within one standard deviation of it (the model's residual noise, through
-        the weights of their own rewards) and it has no more evaluations than the runner-up. A
+        the weights of their own rewards), it has no more evaluations than the runner-up, and the
+        refinement's own pick is not predicted above it even with its exploration bonus. A
         candidate's own reward is then the mean of its evaluations, weighted in its score as n
         evaluations are (`score`). 1: never; a deterministic problem never replicates.
     """
@@ -802,7 +803,9 @@ class LayerNAS(Searcher):
         returns it, and more budget means more such draws). Only evidence settles a near-tie: while
         the leader is not ahead of the runner-up by one standard deviation of their scores' noise and
         has no more evaluations, it is trained again. Only the leader is ever replicated, so the
-        trials spent are few and go to what the search would return.
+        trials spent are few and go to what the search would return. `_propose` takes it only when
+        the refinement's pick is not predicted above the leader's score even with its exploration
+        bonus: while the search still has better places to look, it looks there first.
         """
         if self.replicates < 2 or self.problem.deterministic or self.selection != "additive":
             return None
@@ -816,7 +819,8 @@ class LayerNAS(Searcher):
         noise = self._fitted_model(1.0).noise_sd()
         if noise == float("inf"):
             return None
-        spread = noise * (self._own_weight(leader) ** 2 / n_leader + self._own_weight(runner_up) ** 2 / n_runner_up) ** 0.5
+        spread = noise * (self._own_weight(leader) ** 2 / n_leader
+                          + self._own_weight(runner_up) ** 2 / n_runner_up) ** 0.5
         return leader if self.selection_score(leader) - self.selection_score(runner_up) < spread else None
 
     def _speculative_child(self, batch: Sequence[Encoding]) -> Optional[Encoding]:
