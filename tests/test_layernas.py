@@ -521,7 +521,7 @@ def _replicate_expected(searcher):
     gap = searcher.selection_score(leader) - searcher.selection_score(runner_up)
     if gap >= noise * (w * w / n + v * v / m) ** 0.5:
         return None
-    pick = searcher._best_refinement()
+    pick, _ = searcher._best_refinement()
     if pick is not None and searcher._refinement_model().predict(pick) > searcher.score(leader):
         return None
     return leader

@@ -40,7 +40,7 @@ Pure Python: no TensorFlow.
 from __future__ import annotations
 
 import heapq
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from layernas_tf.search.additive import AdditiveModel
 from layernas_tf.search.base import Searcher, Trial
@@ -586,8 +586,10 @@ class LayerNAS(Searcher):
         seen.discard(base)
         return list(seen)
 
-    def _best_refinement(self, batch: Sequence[Encoding] = (), explore: bool = True) -> Optional[Encoding]:
-        """The best-predicted unevaluated feasible neighbour of the best candidates (ties: smallest encoding).
+    def _best_refinement(self, batch: Sequence[Encoding] = (),
+                         explore: bool = True) -> Tuple[Optional[Encoding], AdditiveModel]:
+        """The best-predicted unevaluated feasible neighbour of the best candidates (ties: smallest
+        encoding), or None; and the model that predicted it, for callers that weigh the pick.
 
         Neighbours differ in up to `refine_radius` layers: two-layer moves can trade cost between
         layers, which one-layer moves at the target boundary cannot. The neighbourhoods of the
@@ -615,7 +617,7 @@ class LayerNAS(Searcher):
                 best = found
             if bases >= self.top_for_refine:
                 break
-        return None if best is None else best[1]
+        return (None if best is None else best[1]), model
 
     def _best_neighbour(self, base: Encoding, model: AdditiveModel, valid) -> Optional[tuple]:
         """(predicted reward, encoding) of the best-predicted `valid` neighbour of `base`, or None.
@@ -777,9 +779,8 @@ class LayerNAS(Searcher):
             # predicted reward. So ask(n) equals n asks of one, and replay (one ask at a time) rebuilds
             # any batched run exactly. The model is fitted once per told result, not per pick.
             while len(out) < n:
-                candidate, leader = self._best_refinement(out), self._replicate(out)
-                if leader is not None and (candidate is None or self._refinement_model(
-                        set(self.pending) | set(out)).predict(candidate) <= self.score(leader)):
+                (candidate, model), leader = self._best_refinement(out), self._replicate(out)
+                if leader is not None and (candidate is None or model.predict(candidate) <= self.score(leader)):
                     candidate = leader
                 if candidate is None:
                     break
@@ -862,7 +863,7 @@ class LayerNAS(Searcher):
         # the other idle workers explore (with running candidates counted as seen); with 'greedy' all
         # take the best bet, which on a long sweep with many workers leaves no budget for exploring.
         greedy = self.batch_picks == "greedy" or not any(c in self._greedy for c in running)
-        pick = self._best_refinement(batch, explore=not greedy)
+        pick, _ = self._best_refinement(batch, explore=not greedy)
         if greedy and pick is not None:
             self._greedy.add(pick)
         return pick
