@@ -45,7 +45,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
     assert ("searcher.batch_picks: recorded 'greedy', requested 'explore'; "
             "searcher.bucket_plan: recorded 'upfront', requested 'per_step'; searcher.explore: recorded 0.0, "
             "requested 1.0; searcher.pick: recorded 'blend', "
-            "requested 'lower'; searcher.replicates: recorded 1, requested 3; searcher.speculate: recorded 'none', requested 'believer'; searcher.steps: recorded "
+            "requested 'lower'; searcher.replicates: recorded 1, requested 3; searcher.speculate: recorded 'none', "
+            "requested 'believer'; searcher.steps: recorded "
             "'layers', requested 'attributes'") in str(refused.value)
     legacy = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "layers",
                                                         "bucket_plan": "upfront", "pick": "blend",
