@@ -94,6 +94,31 @@ def test_benchmark_cli_pairs_a_run_with_an_earlier_one_seed_by_seed(tables, tmp_
     assert done.returncode != 0 and f"--paired_with={tmp_path / 'none'}: cannot read" in done.stderr
 
 
+def test_benchmark_cli_reads_peers_from_an_earlier_run_as_a_full_rerun_would_give_them(tables, tmp_path):
+    table = f"--table={tables['nas_bench_macro']}"
+    common = ["--runs=3", "--budgets=10,20", "--workers=1"]
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, "--algorithms=layernas,random,evolution",
+                f"--out={tmp_path / 'full'}")
+    assert done.returncode == 0, done.stderr
+    done = _cli("layernas_tf.benchmarks.tables", table, *common, "--algorithms=layernas",
+                f"--peers_from={tmp_path / 'full'}", f"--out={tmp_path / 'again'}")
+    assert done.returncode == 0, done.stderr
+    full, again = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("full", "again"))
+    assert list(again["results"]) == ["layernas", "random", "evolution"]
+    assert again["peers_from"] == {"folder": str(tmp_path / "full"), "algorithms": ["random", "evolution"]}
+    for key in ("results", "scores", "at_equal_time"):
+        assert again[key] == full[key]
+    assert list(again["paired"]["score_diff_of"]) == ["evolution", "random"]
+    for label, by_budget in full["paired"]["score_diff_of"].items():
+        for budget, cell in by_budget.items():
+            assert again["paired"]["score_diff_of"][label][budget] == pytest.approx(cell)
+    assert "| random |" in (tmp_path / "again" / "results.md").read_text()
+    done = _cli("layernas_tf.benchmarks.tables", table, "--runs=2", "--budgets=10,20", "--workers=1",
+                "--algorithms=layernas", f"--peers_from={tmp_path / 'full'}", f"--out={tmp_path / 'other'}")
+    assert done.returncode != 0 and f"--peers_from={tmp_path / 'full'}: runs was 3 there, 2 here" in done.stderr
+    assert not (tmp_path / "other").exists()  # refused before any run
+
+
 def test_paired_with_pairs_a_setting_with_its_algorithms_default_when_the_earlier_run_lacks_it():
     from layernas_tf.benchmarks.summary import paired_with
 

@@ -61,6 +61,11 @@ flags.DEFINE_string("paired_with", None, "An earlier --out folder of the same ta
                     "adds each algorithm's paired difference of mean score from its runs there (same seeds and "
                     "query noise), e.g. 8 simulated workers against 1; a label with --layernas_settings that "
                     "run lacks is paired with its plain algorithm there (a setting against the default).")
+flags.DEFINE_string("peers_from", None, "An earlier --out folder of the same table or objective, target, runs, "
+                    "budgets and --parallel: its algorithms that --algorithms does not name are read from there "
+                    "(rows, per-seed scores and times) instead of run again, e.g. to rerun LayerNAS alone after "
+                    "changing it. A run depends only on its algorithm, seed and problem, so the rows are the ones "
+                    "a full rerun would give.")
 
 
 @flags.validator("algorithms", message=f"--algorithms: each must be one of {', '.join(ALGORITHMS)}")
@@ -226,6 +231,7 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(f"--layernas_settings: {e}")
     earlier = _earlier_scores(FLAGS.paired_with, described) if FLAGS.paired_with else None
+    peers = _peers(FLAGS.peers_from, described, budgets) if FLAGS.peers_from else {}
     labels, jobs = [], []
     for algorithm in FLAGS.algorithms:
         settings = layernas_settings if algorithm == "layernas" else {}
@@ -235,6 +241,11 @@ def main(argv):
     summary, seconds, wall = run_jobs(source, FLAGS.flops_fraction, budgets, jobs, FLAGS.workers, FLAGS.parallel,
                                       runs=runs)
     summary = {label: summary[label] for label in labels}
+    peers = {label: peer for label, peer in peers.items() if label not in labels}
+    for label, peer in peers.items():
+        summary[label] = {int(b): cell for b, cell in peer["results"].items()}
+        seconds[label] = peer["cpu_seconds_per_run"] * FLAGS.runs
+        labels.append(label)
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     reference = next((label for label in labels if label.startswith("layernas")), None)
@@ -245,18 +256,27 @@ def main(argv):
         "cpu_seconds_per_run": {label: seconds[label] / FLAGS.runs for label in labels},
         "results": {label: {str(b): v for b, v in by_budget.items()} for label, by_budget in summary.items()},
     }
+    scores = {**scores_by_seed(runs), **{label: peer["scores"] for label, peer in peers.items()}}
+    if peers:
+        payload["peers_from"] = {"folder": FLAGS.peers_from, "algorithms": list(peers)}
     if reference is not None:
         payload["paired"] = {"reference": reference, "score_diff_of": {
             a: {str(b): v for b, v in by.items()} for a, by in paired_differences(runs, reference).items()}}
+        if peers:  # other minus reference, seed by seed, as for the algorithms run here
+            diffs = {**payload["paired"]["score_diff_of"], **paired_with(
+                {label: scores[label] for label in peers}, {label: scores[reference] for label in peers})}
+            payload["paired"]["score_diff_of"] = dict(sorted(diffs.items()))
     name = pathlib.Path(FLAGS.table).name if FLAGS.table else f"{table.name} (surrogate or user objective)"
     title = f"{name}: FLOPs <= {FLAGS.flops_fraction:g} x max, {FLAGS.runs} runs, noisy queries"
     measure = "mean regret" if metric_of(summary) == "mean_regret" else "mean score"
     md = (f"{title}\n\n{measure} [25%, 75%] (mean queries used; mean simulated time)\n\n"
           + markdown_table(summary, budgets))
+    if peers:
+        md += f"\n\n{', '.join(peers)}: read from {FLAGS.peers_from} (same problem, seeds and query noise)"
     if reference is not None and "paired" in payload:
         md += (f"\n\npaired difference of mean score from {reference} (other minus {reference}; ± standard error, "
                "same seeds and query noise)\n\n" + paired_table(payload["paired"]["score_diff_of"], budgets))
-    payload["scores"] = scores_by_seed(runs)
+    payload["scores"] = scores
     if earlier is not None:
         payload["paired_with"] = {"folder": FLAGS.paired_with, "score_diff_of": paired_with(payload["scores"], earlier)}
         md += (f"\n\npaired difference of mean score from the same algorithm in {FLAGS.paired_with} (this run minus "
@@ -293,6 +313,29 @@ def _earlier_scores(folder: str, described: dict) -> dict:
             raise app.UsageError(f"--paired_with={folder}: {key} was {earlier.get(key)!r} there, "
                                  f"{described[key]!r} here; pair runs of the same problem")
     return earlier["scores"]
+
+
+def _peers(folder: str, described: dict, budgets: List[int]) -> Dict[str, dict]:
+    """Per algorithm label of the benchmark in `folder`: its results, per-seed scores and seconds per run,
+    after checking it ran the same problem, runs, budgets and simulated workers.
+
+    Raises:
+      app.UsageError: naming --peers_from and what is missing or different.
+    """
+    path = pathlib.Path(folder) / "results.json"
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"--peers_from={folder}: cannot read {path} ({e})")
+    if "scores" not in earlier:
+        raise app.UsageError(f"--peers_from={folder}: {path} has no per-seed scores; rerun that benchmark first")
+    here = {**described, "runs": FLAGS.runs, "budgets": budgets, "parallel": FLAGS.parallel}
+    for key, value in here.items():
+        if earlier.get(key) != value:
+            raise app.UsageError(f"--peers_from={folder}: {key} was {earlier.get(key)!r} there, {value!r} here; "
+                                 "read peers from a run of the same problem, runs, budgets and --parallel")
+    return {label: {"results": earlier["results"][label], "scores": earlier["scores"][label],
+                    "cpu_seconds_per_run": earlier["cpu_seconds_per_run"][label]} for label in earlier["results"]}
 
 
 def run():
