@@ -507,7 +507,8 @@ def test_a_table_with_several_accuracies_per_network_is_not_deterministic(tmp_pa
 def _replicate_expected(searcher):
     """The rule `replicates` documents: the final pick's leader, while the runner-up is within one
     standard deviation of it, it has no more evaluations, and no untried neighbour's optimistic
-    prediction (the refinement's own pick) is above the leader's score."""
+    prediction (the refinement's own pick) is above the leader's score. With `replicate_runner_up`,
+    the runner-up instead while it has fewer evaluations than the leader (above its own score)."""
     evaluated = [e for e, r in searcher.rewards.items() if r is not None and searcher.problem.feasible(e)]
     if searcher.phase != "refine" or len(evaluated) < 2:
         return None
@@ -516,26 +517,35 @@ def _replicate_expected(searcher):
     s = searcher.shrinkage
     w, v = n * s / (n * s + 1 - s), m * s / (m * s + 1 - s)
     noise = searcher._fitted_model(1.0).noise_sd()
-    if n >= searcher.replicates or n > m or noise == float("inf"):
+    target = leader if n <= m else runner_up
+    if (n > m and not searcher.replicate_runner_up) or min(n, m) >= searcher.replicates or noise == float("inf"):
         return None
     gap = searcher.selection_score(leader) - searcher.selection_score(runner_up)
     if gap >= noise * (w * w / n + v * v / m) ** 0.5:
         return None
     pick, _ = searcher._best_refinement()
-    if pick is not None and searcher._refinement_model().predict(pick) > searcher.score(leader):
+    if pick is not None and searcher._refinement_model().predict(pick) > searcher.score(target):
         return None
-    return leader
+    return target
 
 
-def test_the_final_picks_leader_is_evaluated_again_while_the_runner_up_is_within_noise(tmp_path):
+def _leader(searcher):
+    evaluated = [e for e, r in searcher.rewards.items() if r is not None and searcher.problem.feasible(e)]
+    return min(evaluated, key=lambda e: (-searcher.selection_score(e), e), default=None)
+
+
+@pytest.mark.parametrize("runner_up", [False, True])
+def test_the_final_picks_leader_is_evaluated_again_while_the_runner_up_is_within_noise(tmp_path, runner_up):
     table = _synthetic_table(tmp_path / "noisy.json", num_layers=5, num_options=4, seed=7)
     problem = table.problem(0.5)
-    searcher, repeats, told = LayerNAS(problem, budget=120), {}, 0
+    searcher = LayerNAS(problem, budget=120, replicate_runner_up=runner_up)
+    repeats, told, runner_ups = {}, 0, 0
     while not searcher.done:
         expected = _replicate_expected(searcher)
         (e,) = searcher.ask(1)
         if expected is not None:
             assert e == expected
+            runner_ups += e != _leader(searcher)
         elif e in searcher.rewards:
             pytest.fail(f"{e} was asked again though the rule does not replicate it")
         repeats[e] = repeats.get(e, -1) + 1
@@ -543,6 +553,7 @@ def test_the_final_picks_leader_is_evaluated_again_while_the_runner_up_is_within
         told += 1
     replicated = {e: n + 1 for e, n in repeats.items() if n}
     assert replicated and max(replicated.values()) <= searcher.replicates == 3
+    assert bool(runner_ups) == runner_up  # the runner-up, behind on evaluations, is trained again only if asked
     for e, runs in searcher.evaluations.items():
         assert searcher.rewards[e] == pytest.approx(sum(runs) / len(runs))
     # A replicated candidate's own reward weighs as n evaluations do: n*s / (n*s + 1 - s).

@@ -35,8 +35,9 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                          "bucket_plan": "per_step", "pick": "lower",
                                                          "prune": "none", "dominated_buckets": "keep",
                                                          "speculate": "believer", "explore": 1.0,
-                                                         "batch_picks": "explore", "replicates": 3}}
-    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the nine keys
+                                                         "batch_picks": "explore", "replicates": 3,
+                                                         "replicate_runner_up": False}}
+    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the ten keys
     with TrialStore(str(tmp_path), old) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
     upgrade = functools.partial(upgrade_recorded, LayerNAS)
@@ -52,7 +53,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                         "bucket_plan": "upfront", "pick": "blend",
                                                         "prune": "none", "dominated_buckets": "keep",
                                                         "speculate": "none", "explore": 0.0,
-                                                        "batch_picks": "greedy", "replicates": 1}}
+                                                        "batch_picks": "greedy", "replicates": 1,
+                                                        "replicate_runner_up": False}}
     with TrialStore(str(tmp_path), legacy, upgrade=upgrade) as store:
         assert len(store.trials()) == 1
     with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused

@@ -64,6 +64,8 @@ VARIANTS: Dict[str, tuple] = {
     "explore=2": ("refinement's bonus for rarely seen options doubled", ["explore=2"]),
     "replicates=1": ("the final pick's leader is never evaluated again (one evaluation per candidate)",
                      ["replicates=1"]),
+    "replicate_runner_up": ("the final pick's runner-up is evaluated again too while it has fewer evaluations (a race)",
+                            ["replicate_runner_up=true"]),
 }
 
 

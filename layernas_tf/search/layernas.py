@@ -128,12 +128,16 @@ class LayerNAS(Searcher):
         refinement's own pick is not predicted above it even with its exploration bonus. A
         candidate's own reward is then the mean of its evaluations, weighted in its score as n
         evaluations are (`score`). 1: never; a deterministic problem never replicates.
+      replicate_runner_up: also train the final pick's runner-up again: while the two are within one
+        standard deviation, whichever has fewer evaluations (the leader on a tie) is trained again,
+        until both have `replicates`. Off: only the leader, and only while it has no more
+        evaluations than the runner-up.
     """
 
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
                        "dominated_buckets": "keep", "speculate": "none", "explore": 0.0,
-                       "batch_picks": "greedy", "replicates": 1}
+                       "batch_picks": "greedy", "replicates": 1, "replicate_runner_up": False}
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 1, per_bucket: int = 1,
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
@@ -142,7 +146,7 @@ class LayerNAS(Searcher):
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
                  pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
                  speculate: str = "believer", explore: float = 1.0, batch_picks: str = "explore",
-                 replicates: int = 3):
+                 replicates: int = 3, replicate_runner_up: bool = False):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
@@ -192,6 +196,7 @@ class LayerNAS(Searcher):
         self.explore = float(explore)
         self.batch_picks = batch_picks
         self.replicates = int(replicates)
+        self.replicate_runner_up = bool(replicate_runner_up)
         self.evaluations: Dict[Encoding, List[float]] = {}  # each candidate's successful rewards, in order
         self._greedy: set = set()  # speculative picks made by the plain model (batch_picks='explore')
         self.speculated: List[Encoding] = []  # sweep trials handed out ahead of their step, in hand-out order
@@ -244,7 +249,8 @@ class LayerNAS(Searcher):
                 "bucket_by": self.bucket_by, "select_fraction": self.select_fraction, "steps": self.steps,
                 "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
                 "dominated_buckets": self.dominated_buckets, "speculate": self.speculate,
-                "explore": self.explore, "batch_picks": self.batch_picks, "replicates": self.replicates}
+                "explore": self.explore, "batch_picks": self.batch_picks, "replicates": self.replicates,
+                "replicate_runner_up": self.replicate_runner_up}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
@@ -779,9 +785,9 @@ class LayerNAS(Searcher):
             # predicted reward. So ask(n) equals n asks of one, and replay (one ask at a time) rebuilds
             # any batched run exactly. The model is fitted once per told result, not per pick.
             while len(out) < n:
-                (candidate, model), leader = self._best_refinement(out), self._replicate(out)
-                if leader is not None and (candidate is None or model.predict(candidate) <= self.score(leader)):
-                    candidate = leader
+                (candidate, model), again = self._best_refinement(out), self._replicate(out)
+                if again is not None and (candidate is None or model.predict(candidate) <= self.score(again)):
+                    candidate = again
                 if candidate is None:
                     break
                 out.append(candidate)
@@ -796,17 +802,19 @@ class LayerNAS(Searcher):
         return self.replicates > 1
 
     def _replicate(self, batch: Sequence[Encoding] = ()) -> Optional[Encoding]:
-        """The candidate the final pick would return, to be evaluated again; or None.
+        """The candidate the final pick would return (or its runner-up), to be evaluated again; or None.
 
         Why: the final pick is an argmax over noisy evaluations, and the more candidates it sees the
         likelier it returns a lucky one (on NAS-Bench-Macro at 25%, the runner-up network, 0.22 points
         below the best, has one seed at 88.91 against the best's 88.67-88.76; a run that draws it
         returns it, and more budget means more such draws). Only evidence settles a near-tie: while
         the leader is not ahead of the runner-up by one standard deviation of their scores' noise and
-        has no more evaluations, it is trained again. Only the leader is ever replicated, so the
-        trials spent are few and go to what the search would return. `_propose` takes it only when
-        the refinement's pick is not predicted above the leader's score even with its exploration
-        bonus: while the search still has better places to look, it looks there first.
+        has no more evaluations, it is trained again. Only the leader is replicated (with
+        `replicate_runner_up`, the runner-up too while it has fewer evaluations: a race of the two;
+        measured in docs/search_engine.md), so the trials spent are few and go to what the search
+        would return. `_propose` takes it only when the refinement's pick is not predicted above its
+        score even with its exploration bonus: while the search still has better places to look, it
+        looks there first.
         """
         if self.replicates < 2 or self.problem.deterministic or self.selection != "additive":
             return None
@@ -815,14 +823,19 @@ class LayerNAS(Searcher):
             return None
         leader, runner_up = sorted(evaluated, key=lambda e: (-self.selection_score(e), e))[:2]
         n_leader, n_runner_up = len(self.evaluations[leader]), len(self.evaluations[runner_up])
-        if leader in self.pending or leader in batch or n_leader >= self.replicates or n_leader > n_runner_up:
+        target, n_target = leader, n_leader
+        if n_leader > n_runner_up:
+            if not self.replicate_runner_up:
+                return None
+            target, n_target = runner_up, n_runner_up
+        if target in self.pending or target in batch or n_target >= self.replicates:
             return None
         noise = self._fitted_model(1.0).noise_sd()
         if noise == float("inf"):
             return None
         spread = noise * (self._own_weight(leader) ** 2 / n_leader
                           + self._own_weight(runner_up) ** 2 / n_runner_up) ** 0.5
-        return leader if self.selection_score(leader) - self.selection_score(runner_up) < spread else None
+        return target if self.selection_score(leader) - self.selection_score(runner_up) < spread else None
 
     def _speculative_child(self, batch: Sequence[Encoding]) -> Optional[Encoding]:
         """A trial for a worker that would wait on the current step's running children, or None (wait).
