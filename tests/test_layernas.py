@@ -508,7 +508,8 @@ def _replicate_expected(searcher):
     """The rule `replicates` documents: the final pick's leader, while the runner-up is within one
     standard deviation of it, it has no more evaluations, and no untried neighbour's optimistic
     prediction (the refinement's own pick) is above the leader's score. With `replicate_runner_up`,
-    the runner-up instead while it has fewer evaluations than the leader (above its own score)."""
+    the runner-up instead while it has fewer evaluations than the leader, the refinement's pick then
+    weighed against the runner-up's own score."""
     evaluated = [e for e, r in searcher.rewards.items() if r is not None and searcher.problem.feasible(e)]
     if searcher.phase != "refine" or len(evaluated) < 2:
         return None
