@@ -295,45 +295,39 @@ def main(argv):
           f"in {wall:.0f} s")
 
 
-def _earlier_scores(folder: str, described: dict) -> dict:
-    """The per-seed scores of the benchmark in `folder`, after checking it ran the same problem.
+def _earlier_run(flag: str, folder: str, expected: dict, advice: str) -> dict:
+    """The results.json of the benchmark in `folder`, after checking it has per-seed scores and the
+    `expected` values.
 
     Raises:
-      app.UsageError: naming --paired_with and what is missing or different.
+      app.UsageError: naming --`flag` and what is missing or different.
     """
     path = pathlib.Path(folder) / "results.json"
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise app.UsageError(f"--paired_with={folder}: cannot read {path} ({e})")
+        raise app.UsageError(f"--{flag}={folder}: cannot read {path} ({e})")
     if "scores" not in earlier:
-        raise app.UsageError(f"--paired_with={folder}: {path} has no per-seed scores; rerun that benchmark first")
-    for key in ("objective", "search_space", "input_size", "num_classes", "target_flops", "oracle", "oracle_mean_acc"):
-        if key in described and earlier.get(key) != described[key]:
-            raise app.UsageError(f"--paired_with={folder}: {key} was {earlier.get(key)!r} there, "
-                                 f"{described[key]!r} here; pair runs of the same problem")
-    return earlier["scores"]
+        raise app.UsageError(f"--{flag}={folder}: {path} has no per-seed scores; rerun that benchmark first")
+    for key, value in expected.items():
+        if earlier.get(key) != value:
+            raise app.UsageError(f"--{flag}={folder}: {key} was {earlier.get(key)!r} there, {value!r} here; {advice}")
+    return earlier
+
+
+def _earlier_scores(folder: str, described: dict) -> dict:
+    """The per-seed scores of the benchmark in `folder`, after checking it ran the same problem."""
+    keys = ("objective", "search_space", "input_size", "num_classes", "target_flops", "oracle", "oracle_mean_acc")
+    expected = {key: described[key] for key in keys if key in described}
+    return _earlier_run("paired_with", folder, expected, "pair runs of the same problem")["scores"]
 
 
 def _peers(folder: str, described: dict, budgets: List[int]) -> Dict[str, dict]:
     """Per algorithm label of the benchmark in `folder`: its results, per-seed scores and seconds per run,
-    after checking it ran the same problem, runs, budgets and simulated workers.
-
-    Raises:
-      app.UsageError: naming --peers_from and what is missing or different.
-    """
-    path = pathlib.Path(folder) / "results.json"
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise app.UsageError(f"--peers_from={folder}: cannot read {path} ({e})")
-    if "scores" not in earlier:
-        raise app.UsageError(f"--peers_from={folder}: {path} has no per-seed scores; rerun that benchmark first")
-    here = {**described, "runs": FLAGS.runs, "budgets": budgets, "parallel": FLAGS.parallel}
-    for key, value in here.items():
-        if earlier.get(key) != value:
-            raise app.UsageError(f"--peers_from={folder}: {key} was {earlier.get(key)!r} there, {value!r} here; "
-                                 "read peers from a run of the same problem, runs, budgets and --parallel")
+    after checking it ran the same problem, runs, budgets and simulated workers."""
+    expected = {**described, "runs": FLAGS.runs, "budgets": budgets, "parallel": FLAGS.parallel}
+    earlier = _earlier_run("peers_from", folder, expected,
+                           "read peers from a run of the same problem, runs, budgets and --parallel")
     return {label: {"results": earlier["results"][label], "scores": earlier["scores"][label],
                     "cpu_seconds_per_run": earlier["cpu_seconds_per_run"][label]} for label in earlier["results"]}
 
