@@ -317,6 +317,7 @@ def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_ma
     table = load_table(str(shared_table("nas-bench-macro_cifar10.json")))
     problem = table.problem(0.75)
     _, oracle = table.oracle(problem)
+    regrets = []
     for seed in range(3):
         searcher, repeats = LayerNAS(problem, budget=400, seed=seed, num_buckets=0), {}
         while not searcher.done:
@@ -327,7 +328,9 @@ def test_the_lower_pick_avoids_the_global_models_over_prediction_on_nas_bench_ma
         searcher.pick = "blend"
         blend = searcher.best().encoding
         assert searcher._fitted_model(1.0).predict(blend) - table.mean_score(blend) > 1.0
-        assert oracle - table.mean_score(lower) < oracle - table.mean_score(blend) - 0.1
+        regrets.append((oracle - table.mean_score(lower), oracle - table.mean_score(blend)))
+        assert regrets[-1][0] < regrets[-1][1]
+    assert sum(l for l, _ in regrets) / 3 < sum(b for _, b in regrets) / 3 - 0.1  # mean regret, lower against blend
 
 
 # As VALUES, but three options cost more than option 0 of their layer and are worth less.
@@ -553,8 +556,10 @@ def test_the_final_picks_leader_is_evaluated_again_while_the_runner_up_is_within
         searcher.tell(e, table.query(e, query_noise(0, e, repeats[e])))
         told += 1
     replicated = {e: n + 1 for e, n in repeats.items() if n}
-    assert replicated and max(replicated.values()) <= searcher.replicates == 3
+    assert replicated and max(replicated.values()) <= searcher.replicates == 8
     assert bool(runner_ups) == runner_up  # the runner-up, behind on evaluations, is trained again only if asked
+    if runner_up:  # on this table the two stay within noise of each other: the race runs to the cap for both
+        assert sorted(replicated.values())[-2:] == [8, 8]
     for e, runs in searcher.evaluations.items():
         assert searcher.rewards[e] == pytest.approx(sum(runs) / len(runs))
     # A replicated candidate's own reward weighs as n evaluations do: n*s / (n*s + 1 - s).

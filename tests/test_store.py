@@ -35,8 +35,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                          "bucket_plan": "per_step", "pick": "lower",
                                                          "prune": "none", "dominated_buckets": "keep",
                                                          "speculate": "believer", "explore": 1.0,
-                                                         "batch_picks": "explore", "replicates": 3,
-                                                         "replicate_runner_up": False}}
+                                                         "batch_picks": "explore", "replicates": 8,
+                                                         "replicate_runner_up": True}}
     old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the ten keys
     with TrialStore(str(tmp_path), old) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
@@ -46,7 +46,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
     assert ("searcher.batch_picks: recorded 'greedy', requested 'explore'; "
             "searcher.bucket_plan: recorded 'upfront', requested 'per_step'; searcher.explore: recorded 0.0, "
             "requested 1.0; searcher.pick: recorded 'blend', "
-            "requested 'lower'; searcher.replicates: recorded 1, requested 3; searcher.speculate: recorded 'none', "
+            "requested 'lower'; searcher.replicate_runner_up: recorded False, requested True; "
+            "searcher.replicates: recorded 1, requested 8; searcher.speculate: recorded 'none', "
             "requested 'believer'; searcher.steps: recorded "
             "'layers', requested 'attributes'") in str(refused.value)
     legacy = {"searcher_name": "layernas", "searcher": {"fill": "default", "steps": "layers",

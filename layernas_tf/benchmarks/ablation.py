@@ -62,10 +62,11 @@ VARIANTS: Dict[str, tuple] = {
                         ["prune=dominated"]),
     "explore=0": ("refinement ranks by the model's prediction alone (no bonus for rarely seen options)", ["explore=0"]),
     "explore=2": ("refinement's bonus for rarely seen options doubled", ["explore=2"]),
-    "replicates=1": ("the final pick's leader is never evaluated again (one evaluation per candidate)",
-                     ["replicates=1"]),
-    "replicate_runner_up": ("the final pick's runner-up is evaluated again too while it has fewer evaluations (a race)",
-                            ["replicate_runner_up=true"]),
+    "replicates=1": ("no candidate is evaluated again (one evaluation per candidate)", ["replicates=1"]),
+    "replicates=3": ("the race of the final pick's leader and runner-up stops at 3 evaluations each",
+                     ["replicates=3"]),
+    "replicate_runner_up=false": ("only the final pick's leader is evaluated again, up to 3 evaluations (the rule "
+                                  "before the race)", ["replicate_runner_up=false", "replicates=3"]),
 }
 
 

@@ -3,7 +3,7 @@
 For each searchable layer in turn, every candidate kept from the previous layer spawns children that
 vary this layer over its options; layers not yet searched stay at the fill value. Children that can
 no longer meet the cost target (even with every unsearched layer at its cheapest option) are not
-evaluated, and no candidate is evaluated twice. Evaluated children are grouped into H cost buckets;
+evaluated, and no candidate is evaluated twice (but see `replicates`). Evaluated children are grouped into H cost buckets;
 each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not prod|S_i|.
 
 Beyond the paper (each is a setting; docs/search_engine.md explains them):
@@ -31,6 +31,9 @@ Beyond the paper (each is a setting; docs/search_engine.md explains them):
 - batch_picks="explore": in a parallel search, running candidates count as seen when the bonus is
   computed, and while the sweep runs one speculative pick at a time takes the model's best bet and
   the others the bonus; a sequential search is unchanged.
+- replicates=8, replicate_runner_up=True: in refinement, the final pick's leader and runner-up are
+  raced while they are within noise of each other, each trained again until it has 8 evaluations,
+  so a near-tie is settled by evidence rather than by one lucky evaluation.
 - pick="lower": the final pick averages a candidate's reward with the lower of two additive models'
   predictions (fitted on all evaluations and on the better part), so an argmax over many candidates
   does not land where one model extrapolates.
@@ -121,17 +124,16 @@ class LayerNAS(Searcher):
         the model's best bet (no bonus) and the others take the bonus. 'greedy': running candidates do
         not count, and every speculative pick is the model's best bet. One worker never has
         anything running when it asks, so a sequential search is the same under both.
-      replicates: most evaluations of one candidate. In refinement, before each new pick, the
-        candidate the final pick would return is evaluated again (a fresh training, or a fresh query)
-        when the runner-up is within one standard deviation of it (the model's residual noise, through
-        the weights of their own rewards), it has no more evaluations than the runner-up, and the
-        refinement's own pick is not predicted above it even with its exploration bonus. A
-        candidate's own reward is then the mean of its evaluations, weighted in its score as n
-        evaluations are (`score`). 1: never; a deterministic problem never replicates.
-      replicate_runner_up: also train the final pick's runner-up again: while the two are within one
-        standard deviation, whichever has fewer evaluations (the leader on a tie) is trained again,
-        until both have `replicates`. Off: only the leader, and only while it has no more
-        evaluations than the runner-up.
+      replicates: most evaluations of one candidate (default 8). In refinement, before each new
+        pick, the candidate the final pick would return, or its runner-up, is evaluated again (a
+        fresh training, or a fresh query) while the two are within one standard deviation (the
+        model's residual noise, through the weights of their own rewards) and the refinement's own
+        pick is not predicted above it even with its exploration bonus. A candidate's own reward is
+        then the mean of its evaluations, weighted in its score as n evaluations are (`score`).
+        1: never; a deterministic problem never replicates.
+      replicate_runner_up: which of the two is trained again. On (the default): a race, whichever
+        has fewer evaluations (the leader on a tie), until both have `replicates`. Off: only the
+        leader, and only while it has no more evaluations than the runner-up.
     """
 
     name = "layernas"
@@ -146,7 +148,7 @@ class LayerNAS(Searcher):
                  select_fraction: float = 1.0, steps: str = "attributes", bucket_plan: str = "per_step",
                  pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
                  speculate: str = "believer", explore: float = 1.0, batch_picks: str = "explore",
-                 replicates: int = 3, replicate_runner_up: bool = False):
+                 replicates: int = 8, replicate_runner_up: bool = True):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
@@ -808,13 +810,14 @@ class LayerNAS(Searcher):
         likelier it returns a lucky one (on NAS-Bench-Macro at 25%, the runner-up network, 0.22 points
         below the best, has one seed at 88.91 against the best's 88.67-88.76; a run that draws it
         returns it, and more budget means more such draws). Only evidence settles a near-tie: while
-        the leader is not ahead of the runner-up by one standard deviation of their scores' noise and
-        has no more evaluations, it is trained again. Only the leader is replicated (with
-        `replicate_runner_up`, the runner-up too while it has fewer evaluations: a race of the two;
-        measured in docs/search_engine.md), so the trials spent are few and go to what the search
-        would return. `_propose` takes it only when the refinement's pick is not predicted above its
-        score even with its exploration bonus: while the search still has better places to look, it
-        looks there first.
+        the leader is not ahead of the runner-up by one standard deviation of their scores' noise,
+        the one with fewer evaluations (the leader on a tie) is trained again: a race of the two
+        (with replicate_runner_up off, only the leader, while it has no more evaluations). The race
+        goes on to `replicates` evaluations each: a race stopped at three decides on three draws,
+        and on that table the lucky runner-up still wins one time in three (measured in
+        docs/search_engine.md). The trials go to what the search would return. `_propose` takes it
+        only when the refinement's pick is not predicted above its score even with its exploration
+        bonus: while the search still has better places to look, it looks there first.
         """
         if self.replicates < 2 or self.problem.deterministic or self.selection != "additive":
             return None
