@@ -3,8 +3,9 @@
 For each searchable layer in turn, every candidate kept from the previous layer spawns children that
 vary this layer over its options; layers not yet searched stay at the fill value. Children that can
 no longer meet the cost target (even with every unsearched layer at its cheapest option) are not
-evaluated, and no candidate is evaluated twice (but see `replicates`). Evaluated children are grouped into H cost buckets;
-each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not prod|S_i|.
+evaluated, and no candidate is evaluated twice (but see `replicates`). Evaluated children are
+grouped into H cost buckets; each bucket keeps its K best. Trials grow as O(H*K*sum|S_i|), not
+prod|S_i|.
 
 Beyond the paper (each is a setting; docs/search_engine.md explains them):
 - num_buckets=1: H is fixed, not planned from the budget, so a run with a larger budget is the run
