@@ -36,8 +36,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                          "prune": "none", "dominated_buckets": "keep",
                                                          "speculate": "believer", "explore": 1.0,
                                                          "batch_picks": "explore", "replicates": 8,
-                                                         "replicate_runner_up": True}}
-    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the ten keys
+                                                         "replicate_runner_up": True, "race": "expected_loss"}}
+    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the eleven keys
     with TrialStore(str(tmp_path), old) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
     upgrade = functools.partial(upgrade_recorded, LayerNAS)
@@ -46,7 +46,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
     assert ("searcher.batch_picks: recorded 'greedy', requested 'explore'; "
             "searcher.bucket_plan: recorded 'upfront', requested 'per_step'; searcher.explore: recorded 0.0, "
             "requested 1.0; searcher.pick: recorded 'blend', "
-            "requested 'lower'; searcher.replicate_runner_up: recorded False, requested True; "
+            "requested 'lower'; searcher.race: recorded 'no_better', requested 'expected_loss'; "
+            "searcher.replicate_runner_up: recorded False, requested True; "
             "searcher.replicates: recorded 1, requested 8; searcher.speculate: recorded 'none', "
             "requested 'believer'; searcher.steps: recorded "
             "'layers', requested 'attributes'") in str(refused.value)
@@ -55,7 +56,7 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                         "prune": "none", "dominated_buckets": "keep",
                                                         "speculate": "none", "explore": 0.0,
                                                         "batch_picks": "greedy", "replicates": 1,
-                                                        "replicate_runner_up": False}}
+                                                        "replicate_runner_up": False, "race": "no_better"}}
     with TrialStore(str(tmp_path), legacy, upgrade=upgrade) as store:
         assert len(store.trials()) == 1
     with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused

@@ -65,6 +65,8 @@ VARIANTS: Dict[str, tuple] = {
     "replicates=1": ("no candidate is evaluated again (one evaluation per candidate)", ["replicates=1"]),
     "replicates=3": ("the race of the final pick's leader and runner-up stops at 3 evaluations each",
                      ["replicates=3"]),
+    "race=no_better": ("the race starts only once refinement's pick is not predicted above the raced candidate "
+                       "(the rule before)", ["race=no_better"]),
     "replicate_runner_up=false": ("only the final pick's leader is evaluated again, up to 3 evaluations (the rule "
                                   "before the race)", ["replicate_runner_up=false", "replicates=3"]),
 }
