@@ -819,7 +819,8 @@ class LayerNAS(Searcher):
         return self.replicates > 1
 
     def _replicate(self, batch: Sequence[Encoding] = ()) -> Tuple[Optional[Encoding], float]:
-        """The candidate the final pick would return (or its runner-up), to be evaluated again; or None.
+        """(The candidate the final pick would return, or its runner-up, to be evaluated again, or None;
+        the expected loss of the final pick between the two.)
 
         Why: the final pick is an argmax over noisy evaluations, and the more candidates it sees the
         likelier it returns a lucky one (on NAS-Bench-Macro at 25%, the runner-up network, 0.22 points
@@ -830,8 +831,8 @@ class LayerNAS(Searcher):
         (with replicate_runner_up off, only the leader, while it has no more evaluations). The race
         goes on to `replicates` evaluations each: a race stopped at three decides on three draws,
         and on that table the lucky runner-up still wins one time in three (measured in
-        docs/search_engine.md). The trials go to what the search would return. Also returned: the
-        expected loss of the final pick between the two (0.0 with race='no_better'); `_propose` takes
+        docs/search_engine.md). The trials go to what the search would return. The expected loss is
+        0.0 with race='no_better' and where there is no race; `_propose` takes
         the race trial only when refinement's pick is worth no more (`_gain`). The refinement's
         optimistic prediction is nearly always above the leader, though its plain prediction is most
         often below: on Channel-Bench at 50%, with race='no_better', a run had made 0.1 race trials
