@@ -200,6 +200,14 @@ def test_ablation_cli_runs_each_variant(tables, tmp_path):
                                                          "refine=none", "num_buckets=0"]
     assert "| `paper` |" in (tmp_path / "ablation.md").read_text()
     assert "Largest setback with budget" in (tmp_path / "ablation.md").read_text()
+    # Each run's score per seed, and each variant's paired difference from the first (same seeds and noise).
+    table = str(tables['nas_bench_macro'])
+    default, paper = (payload["variants"][v] for v in ("default", "paper"))
+    assert set(paper["scores"][table]["15"]) == {"0", "1"}
+    diffs = [paper["scores"][table]["15"][s] - default["scores"][table]["15"][s] for s in ("0", "1")]
+    assert paper["paired_with_first"][table]["15"]["score_diff"] == pytest.approx(sum(diffs) / 2)
+    assert paper["paired_with_first"][table]["15"]["runs"] == 2
+    assert default["paired_with_first"][table]["15"]["score_diff"] == 0.0
 
 
 def test_largest_setback_is_the_worst_later_budget_against_any_earlier_one():

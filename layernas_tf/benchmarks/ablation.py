@@ -8,7 +8,9 @@ layernas_tf.benchmarks.surrogates:cifar_mobilenet_v2_32 --runs=100 --flops_fract
 Every variant runs the same seeds and noise as `layernas_tf.benchmarks.tables`. Writes DIR/ablation.json and
 DIR/ablation.md: per table mean regret, per objective (each over the space it names) mean score, for
 each budget, one row per variant; and per variant and table, the largest setback with budget (how much
-worse a larger budget's mean is than a smaller one's). No TensorFlow.
+worse a larger budget's mean is than a smaller one's). The JSON also holds, per variant, each run's
+score (`scores`: per table or objective, budget and seed) and the paired difference of its mean score
+from the first variant's, with its standard error (`paired_with_first`). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Dict, List
 from absl import app, flags, logging
 
 from layernas_tf.benchmarks import tables as benchmark
-from layernas_tf.benchmarks.summary import largest_setback
+from layernas_tf.benchmarks.summary import largest_setback, paired_with, scores_by_seed
 from layernas_tf.search import parse_settings
 
 FLAGS = flags.FLAGS
@@ -124,14 +126,17 @@ def main(argv):
     budgets = sorted(int(b) for b in FLAGS.budgets)
     variants = FLAGS.variants or list(VARIANTS)
     rows: Dict[str, Dict[str, Dict[int, dict]]] = {v: {} for v in variants}
+    scores: Dict[str, dict] = {}  # per table or objective: per variant, budget and seed, the run's score
     wall = {}
     for table_path, source in sources.items():
         jobs = []
         for variant in variants:
             settings = parse_settings("layernas", VARIANTS[variant][1])
             jobs += [(variant, "layernas", tuple(settings.items()), seed) for seed in range(FLAGS.runs)]
+        runs: list = []
         summary, _, wall[table_path] = benchmark.run_jobs(source, FLAGS.flops_fraction, budgets, jobs,
-                                                          FLAGS.workers)
+                                                          FLAGS.workers, runs=runs)
+        scores[table_path] = scores_by_seed(runs)
         for variant in variants:
             rows[variant][table_path] = summary[variant]
         logging.info("%s: %d variants x %d runs in %.0f s", table_path, len(variants), FLAGS.runs, wall[table_path])
@@ -143,7 +148,10 @@ def main(argv):
         "wall_seconds": wall,
         "variants": {v: {"description": VARIANTS[v][0], "settings": VARIANTS[v][1],
                          "results": {t: {str(b): s for b, s in rows[v][t].items()} for t in sources},
-                         "largest_setback": setbacks[v]}
+                         "largest_setback": setbacks[v],
+                         "scores": {t: scores[t][v] for t in sources},
+                         "paired_with_first": {t: paired_with({v: scores[t][v]}, {v: scores[t][variants[0]]})[v]
+                                               for t in sources}}
                      for v in variants},
     }
     (out / "ablation.json").write_text(json.dumps(payload, indent=2))
