@@ -438,11 +438,13 @@ def test_the_exploration_bonus_adds_standard_errors_of_each_options_effect():
     assert model.option_counts() == seen  # the fitted model is unchanged
 
 
-def test_refinement_explores_with_a_bonus_of_explore_standard_errors():
+@pytest.mark.parametrize("bonus_counts", ["all", "share"])
+def test_refinement_explores_with_a_bonus_of_explore_standard_errors(bonus_counts):
     problem = additive_problem(12)
     searchers = {}
     for explore in (0.0, 1.0):
-        searcher, rng = LayerNAS(problem, budget=60, seed=0, explore=explore), random.Random(0)
+        searcher = LayerNAS(problem, budget=60, seed=0, explore=explore, bonus_counts=bonus_counts)
+        rng = random.Random(0)
         while not searcher.done and searcher.ask(1):  # one worker: nothing is speculated in the sweep
             searcher.tell(searcher.pending[0], reward(searcher.pending[0]) + rng.gauss(0, 0.3))
         searchers[explore] = searcher
@@ -452,9 +454,19 @@ def test_refinement_explores_with_a_bonus_of_explore_standard_errors():
     assert [t.encoding for t in searchers[1.0].trials] != [t.encoding for t in searchers[0.0].trials]
     searcher = searchers[1.0]
     model = searcher._fitted_model(searcher.model_fraction)
-    bonus = searcher._refinement_model().predict((0,) * 5) - model.predict((0,) * 5)
-    counts = model.option_counts()
-    assert bonus == pytest.approx(model.noise_sd() * sum(1 / (counts[layer][0] + 1) ** 0.5 for layer in range(5)))
+    # 59 distinct candidates evaluated, the model fitted on the better 40 (twice the 20 options).
+    evaluated = [e for e, r in searcher.rewards.items() if r is not None]
+    share = sorted(evaluated, key=lambda e: (-searcher.rewards[e], e))[:40]
+    assert (len(evaluated), model.count) == (59, 40)
+
+    def seen(encodings, encoding):
+        return [sum(e[layer] == option for e in encodings) for layer, option in enumerate(encoding)]
+
+    for encoding in ((0,) * 5, (1, 0, 0, 0, 0), (3, 3, 3, 3, 3)):
+        n = seen(evaluated if bonus_counts == "all" else share, encoding)
+        bonus = searcher._refinement_model().predict(encoding) - model.predict(encoding)
+        assert bonus == pytest.approx(model.noise_sd() * sum(1 / (k + 1) ** 0.5 for k in n))
+    assert seen(evaluated, (0,) * 5) != seen(share, (0,) * 5)  # the two rules give different bonuses here
     assert LayerNAS(problem, 10, explore=0.0)._refinement_model().predict((0,) * 5) == 0.0  # no bonus, no fit yet
 
 
@@ -618,6 +630,8 @@ def test_no_candidate_is_evaluated_twice_with_replicates_1_or_on_a_deterministic
 def test_an_unknown_race_rule_is_refused():
     with pytest.raises(ValueError, match="layernas race='always' is not allowed; choose one of expected_loss, no_better"):
         LayerNAS(additive_problem(12), budget=10, race="always")
+    with pytest.raises(ValueError, match="layernas bonus_counts='some' is not allowed; choose one of all, share"):
+        LayerNAS(additive_problem(12), budget=10, bonus_counts="some")
 
 
 def test_replicates_below_1_are_refused():

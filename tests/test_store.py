@@ -36,14 +36,16 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                          "prune": "none", "dominated_buckets": "keep",
                                                          "speculate": "believer", "explore": 1.0,
                                                          "batch_picks": "explore", "replicates": 8,
-                                                         "replicate_runner_up": True, "race": "expected_loss"}}
-    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the eleven keys
+                                                         "replicate_runner_up": True, "race": "expected_loss",
+                                                         "bonus_counts": "all"}}
+    old = {"searcher_name": "layernas", "searcher": {"fill": "default"}}  # recorded before the twelve keys
     with TrialStore(str(tmp_path), old) as store:
         store.add(TrialRecord(0, "1-1", 1.0, 1, 1, COMPLETED, 0.5))
     upgrade = functools.partial(upgrade_recorded, LayerNAS)
     with pytest.raises(IncompatibleSearchError) as refused:
         TrialStore(str(tmp_path), current, upgrade=upgrade)
     assert ("searcher.batch_picks: recorded 'greedy', requested 'explore'; "
+            "searcher.bonus_counts: recorded 'share', requested 'all'; "
             "searcher.bucket_plan: recorded 'upfront', requested 'per_step'; searcher.explore: recorded 0.0, "
             "requested 1.0; searcher.pick: recorded 'blend', "
             "requested 'lower'; searcher.race: recorded 'no_better', requested 'expected_loss'; "
@@ -56,7 +58,8 @@ def test_a_search_recorded_before_a_setting_existed_resumes_with_its_legacy_valu
                                                         "prune": "none", "dominated_buckets": "keep",
                                                         "speculate": "none", "explore": 0.0,
                                                         "batch_picks": "greedy", "replicates": 1,
-                                                        "replicate_runner_up": False, "race": "no_better"}}
+                                                        "replicate_runner_up": False, "race": "no_better",
+                                                        "bonus_counts": "share"}}
     with TrialStore(str(tmp_path), legacy, upgrade=upgrade) as store:
         assert len(store.trials()) == 1
     with pytest.raises(IncompatibleSearchError, match="searcher.pick: recorded None"):  # no upgrade: refused

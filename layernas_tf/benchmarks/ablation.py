@@ -64,6 +64,8 @@ VARIANTS: Dict[str, tuple] = {
                         ["prune=dominated"]),
     "explore=0": ("refinement ranks by the model's prediction alone (no bonus for rarely seen options)", ["explore=0"]),
     "explore=2": ("refinement's bonus for rarely seen options doubled", ["explore=2"]),
+    "bonus_counts=share": ("an option's exploration bonus counts only the evaluations the search-time model is "
+                           "fitted on (the rule before)", ["bonus_counts=share"]),
     "replicates=1": ("no candidate is evaluated again (one evaluation per candidate)", ["replicates=1"]),
     "replicates=3": ("the race of the final pick's leader and runner-up stops at 3 evaluations each",
                      ["replicates=3"]),

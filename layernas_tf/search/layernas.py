@@ -29,6 +29,9 @@ Beyond the paper (each is a setting; docs/search_engine.md explains them):
   refinement picks.
 - explore=1.0: refinement ranks a neighbour by the model's prediction plus `explore` standard errors
   of the effects of its options (an upper confidence bound), so options the search has seen rarely get tried.
+- bonus_counts="all": an option's bonus counts every evaluation that has it, also those outside the
+  better share of evaluations the model is fitted on, so an option tried only in poor networks does
+  not keep the bonus of one never tried.
 - batch_picks="explore": in a parallel search, running candidates count as seen when the bonus is
   computed, and while the sweep runs one speculative pick at a time takes the model's best bet and
   the others the bonus; a sequential search is unchanged.
@@ -67,6 +70,7 @@ DOMINATED_BUCKETS = ("keep", "drop")
 SPECULATES = ("believer", "hedge", "none")
 BATCH_PICKS = ("explore", "greedy")
 RACES = ("expected_loss", "no_better")
+BONUS_COUNTS = ("all", "share")
 SELECT_FRACTIONS = (1.0, 0.5, 0.25)  # shares the cross-validated final pick chooses among
 SELECT_HELD_OUT = 10  # best feasible evaluations it holds out, one at a time
 
@@ -145,13 +149,19 @@ class LayerNAS(Searcher):
         ~ N(plain prediction, exploration bonus), is at most the expected loss of the final pick,
         E[max(0, runner-up - leader)] with their difference ~ N(-gap, their noise). 'no_better' (the
         rule before): only once the pick's optimistic prediction is not above the raced score.
+      bonus_counts: which evaluations the exploration bonus of an option counts as having seen it.
+        'all' (the default): every evaluation that has it. 'share': only those in the better share
+        the search-time model is fitted on (`model_fraction`; the rule before). Why: the bonus stands
+        for what the search has not measured. An option tried only in poor networks has been
+        measured, but they fall outside the share, so under 'share' its bonus stayed that of an
+        option never tried, on top of ridge predicting its effect at the share's mean.
     """
 
     name = "layernas"
     legacy_settings = {"steps": "layers", "bucket_plan": "upfront", "pick": "blend", "prune": "none",
                        "dominated_buckets": "keep", "speculate": "none", "explore": 0.0,
                        "batch_picks": "greedy", "replicates": 1, "replicate_runner_up": False,
-                       "race": "no_better"}
+                       "race": "no_better", "bonus_counts": "share"}
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, num_buckets: int = 1, per_bucket: int = 1,
                  fill: str = "default", selection: str = "additive", refine: str = "local", sweep_share: float = 0.3,
@@ -161,7 +171,7 @@ class LayerNAS(Searcher):
                  pick: str = "lower", prune: str = "none", dominated_buckets: str = "keep",
                  speculate: str = "believer", explore: float = 1.0, batch_picks: str = "explore",
                  replicates: int = 8, replicate_runner_up: bool = True,
-                 race: str = "expected_loss"):
+                 race: str = "expected_loss", bonus_counts: str = "all"):
         super().__init__(problem, budget, seed)
         for flag, value, allowed in (("fill", fill, FILLS), ("selection", selection, SELECTIONS),
                                      ("refine", refine, REFINES), ("order", order, ORDERS),
@@ -170,7 +180,7 @@ class LayerNAS(Searcher):
                                      ("prune", prune, PRUNES),
                                      ("dominated_buckets", dominated_buckets, DOMINATED_BUCKETS),
                                      ("speculate", speculate, SPECULATES), ("batch_picks", batch_picks, BATCH_PICKS),
-                                     ("race", race, RACES)):
+                                     ("race", race, RACES), ("bonus_counts", bonus_counts, BONUS_COUNTS)):
             if value not in allowed:
                 raise ValueError(f"layernas {flag}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         if per_bucket < 1 or num_buckets < 0:
@@ -214,6 +224,7 @@ class LayerNAS(Searcher):
         self.replicates = int(replicates)
         self.replicate_runner_up = bool(replicate_runner_up)
         self.race = race
+        self.bonus_counts = bonus_counts
         self.evaluations: Dict[Encoding, List[float]] = {}  # each candidate's successful rewards, in order
         self._greedy: set = set()  # speculative picks made by the plain model (batch_picks='explore')
         self.speculated: List[Encoding] = []  # sweep trials handed out ahead of their step, in hand-out order
@@ -267,24 +278,30 @@ class LayerNAS(Searcher):
                 "bucket_plan": self.bucket_plan, "pick": self.pick, "prune": self.prune,
                 "dominated_buckets": self.dominated_buckets, "speculate": self.speculate,
                 "explore": self.explore, "batch_picks": self.batch_picks, "replicates": self.replicates,
-                "replicate_runner_up": self.replicate_runner_up, "race": self.race}
+                "replicate_runner_up": self.replicate_runner_up, "race": self.race,
+                "bonus_counts": self.bonus_counts}
 
     # -- scoring ------------------------------------------------------------------------------
     def _fitted_model(self, fraction: float) -> AdditiveModel:
         """The additive model fitted on the better `fraction` of the evaluations (cached per trial count)."""
         key = (fraction, len(self.trials))
         if key not in self._models:
-            observed = sorted(((e, r) for e, r in self.rewards.items() if r is not None), key=lambda o: (-o[1], o[0]))
-            size = sum(self.problem.num_options)
-            keep = max(2 * size, int(len(observed) * fraction))
             self._models = {k: m for k, m in self._models.items() if k[1] == len(self.trials)}
-            self._models[key] = AdditiveModel(self.problem.num_options).fit(observed[:keep])
+            self._models[key] = AdditiveModel(self.problem.num_options).fit(self._better_share(fraction)[0])
         return self._models[key]
+
+    def _better_share(self, fraction: float) -> Tuple[List[Tuple[Encoding, float]], List[Encoding]]:
+        """The evaluations (encoding, reward) a model fitted on the better `fraction` of them takes
+        (at least twice as many as there are options), best first; and the encodings of the rest."""
+        observed = sorted(((e, r) for e, r in self.rewards.items() if r is not None), key=lambda o: (-o[1], o[0]))
+        keep = max(2 * sum(self.problem.num_options), int(len(observed) * fraction))
+        return observed[:keep], [e for e, _ in observed[keep:]]
 
     def _refinement_model(self, running: Sequence[Encoding] = ()) -> AdditiveModel:
         """The model refinement ranks unevaluated candidates by: the search-time model (`predict`) with
         each option's effect raised by `explore` standard errors, sd / sqrt(n + ridge) for an option
-        seen in n of the evaluations it was fitted on (sd: its residual noise). With
+        seen in n evaluations (sd: its residual noise; n counts every evaluation, or with
+        bonus_counts='share' those the model was fitted on). With
         batch_picks='explore', the `running` candidates' options count as seen too
         (`AdditiveModel.with_bonus`).
 
@@ -299,11 +316,14 @@ class LayerNAS(Searcher):
             return model
         noise = model.noise_sd()
         scale = self.explore * (0.0 if noise == float("inf") else noise)
-        if running and self.batch_picks == "explore":
-            return model.with_bonus(scale, sorted(running))
         key = ("explore", len(self.trials))
-        if key not in self._models:
-            self._models[key] = model.with_bonus(scale)
+        batch = bool(running) and self.batch_picks == "explore"
+        if batch or key not in self._models:
+            # With bonus_counts='all', the evaluations outside the share count as seen, as running ones do.
+            outside = self._better_share(self.model_fraction)[1] if self.bonus_counts == "all" else []
+            if batch:
+                return model.with_bonus(scale, sorted(running) + outside)
+            self._models[key] = model.with_bonus(scale, outside)
         return self._models[key]
 
     def predict(self, encoding: Encoding) -> float:
