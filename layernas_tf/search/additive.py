@@ -93,17 +93,19 @@ class AdditiveModel:
         seen = np.diagonal(self._fitted[0]) - self.ridge
         return [seen[off:off + n].tolist() for off, n in zip(self.offsets, self.num_options)]
 
-    def with_bonus(self, scale: float, pending: Sequence[Sequence[int]] = ()) -> "AdditiveModel":
+    def with_bonus(self, scale: float, also_seen: Sequence[Sequence[int]] = ()) -> "AdditiveModel":
         """A copy whose effects are raised by scale / sqrt(n + ridge) for an option seen n times: an
         optimistic model for ranking candidates not yet evaluated (`predict` of the copy is the
         prediction plus the bonuses of the candidate's options).
 
-        Encodings in `pending` (handed out, result not back) count as seen: their results will narrow
-        the uncertainty whatever they are, so the bonus shrinks now while the effects stay (the
-        batch form of an upper confidence bound, as in GP-BUCB). Without it, every pick of a batch
-        chases the same rarely seen option."""
+        Encodings in `also_seen` count as seen besides those fitted on, while the effects stay:
+        - handed out, result not back: their results will narrow the uncertainty whatever they are,
+          so the bonus shrinks now (the batch form of an upper confidence bound, as in GP-BUCB).
+          Without it, every pick of a batch chases the same rarely seen option;
+        - evaluated but left out of the fit (LayerNAS fits the better share of its evaluations): the
+          option has been measured, and its bonus should not be that of one never tried."""
         counts = self.option_counts()
-        for encoding in pending:
+        for encoding in also_seen:
             for layer, option in enumerate(encoding):
                 counts[layer][option] += 1
         optimistic = AdditiveModel(self.num_options, self.ridge)
