@@ -13,6 +13,11 @@ from layernas_tf.search.harness import query_noise, run_searcher
 from layernas_tf.search.tables import TableError, describe, load_table, noise_level, reordered_records, synthetic_records
 
 
+def _written(path, records):
+    path.write_text(json.dumps(records))
+    return path
+
+
 def _cli(module, *args):
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
@@ -23,8 +28,7 @@ def tables(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tables")
     paths = {}
     for fmt in ("nas_bench_macro", "channel_bench_macro"):
-        paths[fmt] = folder / f"{fmt}.json"
-        paths[fmt].write_text(json.dumps(synthetic_records(4, 3, seed=7, fmt=fmt)))
+        paths[fmt] = _written(folder / f"{fmt}.json", synthetic_records(4, 3, seed=7, fmt=fmt))
     return paths
 
 
@@ -137,8 +141,7 @@ def test_paired_with_pairs_a_setting_with_its_algorithms_default_when_the_earlie
 
 
 def test_a_table_with_one_accuracy_per_architecture_is_noise_free(tmp_path):
-    path = tmp_path / "noise_free.json"
-    path.write_text(json.dumps(synthetic_records(3, 4, seed=5, noise=0.0, seeds=1)))
+    path = _written(tmp_path / "noise_free.json", synthetic_records(3, 4, seed=5, noise=0.0, seeds=1))
     table = load_table(str(path))
     assert noise_level(table) == 0.0
     assert describe(table)[0].endswith("3 layers x (4, 4, 4) options, 1 seed, no query noise")
@@ -223,8 +226,7 @@ def test_largest_setback_is_the_worst_later_budget_against_any_earlier_one():
 
 
 def test_reordered_table_keeps_every_record(tmp_path):
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(synthetic_records(3, 2, seed=1)))
+    path = _written(tmp_path / "t.json", synthetic_records(3, 2, seed=1))
     table = load_table(str(path))
     records = reordered_records(table, [2, 0, 1])
     original = json.loads(path.read_text())
@@ -237,8 +239,7 @@ def test_reordered_table_keeps_every_record(tmp_path):
 def test_incomplete_table_is_refused(tmp_path):
     records = synthetic_records(3, 2, seed=1)
     records.pop("000")
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(records))
+    path = _written(tmp_path / "t.json", records)
     with pytest.raises(TableError, match="7 records, but the per-layer characters"):
         load_table(str(path))
 
@@ -251,8 +252,7 @@ def _mean_regret(name, table, problem, budget, runs):
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_layernas_beats_aware_random_search_and_evolution_on_unseen_tables(tmp_path, seed):
-    path = tmp_path / "unseen.json"
-    path.write_text(json.dumps(synthetic_records(6, 4, seed=seed)))
+    path = _written(tmp_path / "unseen.json", synthetic_records(6, 4, seed=seed))
     table = load_table(str(path))
     problem = table.problem(0.5)
     layernas = _mean_regret("layernas", table, problem, 100, runs=10)
@@ -277,8 +277,7 @@ def test_one_simulated_worker_takes_exactly_the_sum_of_the_query_times(tables, a
 
 
 def test_eight_simulated_workers_finish_layernas_sooner_with_the_same_queries(tmp_path):
-    path = tmp_path / "six_layers.json"
-    path.write_text(json.dumps(synthetic_records(6, 4, seed=3)))
+    path = _written(tmp_path / "six_layers.json", synthetic_records(6, 4, seed=3))
     table = load_table(str(path))
     problem = table.problem(0.5)
 
